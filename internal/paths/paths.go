@@ -1,0 +1,49 @@
+// Package paths names every file system location u7s uses, following the FHS so that
+// `make install` and the rpm lay out the same tree.
+package paths
+
+import "path/filepath"
+
+const (
+	// User is the system user whose user namespace holds the whole node.
+	User = "u7s-admin"
+	// Home is User's home; all node state lives below it.
+	Home = "/var/lib/u7s-admin"
+
+	// Binary is the installed u7s binary.
+	Binary = "/usr/bin/u7s"
+	// LibexecBin holds the node binaries u7s runs itself (kubelet, crio, pinns, runc).
+	LibexecBin = "/usr/libexec/u7s/bin"
+	// CNIBin holds the CNI plugins (bridge, host-local, loopback, portmap, and flannel, which is u7s).
+	CNIBin = "/usr/libexec/u7s/cni"
+	// ConfigDir holds the host-side configuration of u7s.
+	ConfigDir = "/etc/u7s"
+	// KubernetesDir is kubeadm's /etc/kubernetes; on the host it is owned by User so that
+	// the namespace's root (User on the host) can write it.
+	KubernetesDir = "/etc/kubernetes"
+	// AdminKubeconfig is the cluster-admin kubeconfig usable by root on the host.
+	AdminKubeconfig = "/etc/kubernetes/admin.conf"
+
+	// RunDir is the runtime directory (sockets, pids), owned by User.
+	RunDir = "/run/u7s"
+)
+
+// State is the persistent node state directory, owned by User.
+var State = filepath.Join(Home, ".local/share/u7s")
+
+var (
+	// RootlesskitStateDir holds rootlesskit's child_pid and api.sock.
+	RootlesskitStateDir = filepath.Join(RunDir, "rootlesskit")
+	// RootlesskitAPISocket is the rootlesskit API (ports, info).
+	RootlesskitAPISocket = filepath.Join(RootlesskitStateDir, "api.sock")
+	// ChildPIDFile holds the PID of the rootlesskit child, written once it is fully set up.
+	ChildPIDFile = filepath.Join(RootlesskitStateDir, "child_pid")
+	// ReadyFile is written by the in-namespace init once cri-o answers.
+	ReadyFile = filepath.Join(RunDir, "ready")
+	// SupervisorPIDFile holds the PID of the supervisor.
+	SupervisorPIDFile = filepath.Join(RunDir, "supervisor.pid")
+	// CRIOSocket is cri-o's CRI socket; the same path inside the namespace and on the host.
+	CRIOSocket = filepath.Join(RunDir, "crio", "crio.sock")
+	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
+	LogDir = "/var/log/u7s"
+)
