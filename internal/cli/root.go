@@ -27,3 +27,10 @@ func NewRootCommand() *cobra.Command {
 	}
 	return root
 }
+
+var imagesSubcommands []func() *cobra.Command
+
+// registerImagesSubcommand adds a subcommand under `u7s images` from another file.
+func registerImagesSubcommand(f func() *cobra.Command) {
+	imagesSubcommands = append(imagesSubcommands, f)
+}
