@@ -47,3 +47,14 @@ var (
 	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
 	LogDir = "/var/log/u7s"
 )
+
+const (
+	// HostStateFile records what u7s init changed on the host (created user, sub-id ranges,
+	// previous sysctl values) so that u7s reset undoes exactly that.
+	HostStateFile = "/etc/u7s/host-state.json"
+	// SysctlConf holds the sysctls u7s init set, so that they survive a reboot.
+	SysctlConf = "/etc/sysctl.d/90-u7s.conf"
+	// CgroupDelegationFile describes the cgroup v1 subtrees root delegated to User; the
+	// supervisor joins them and the namespace mounts them.
+	CgroupDelegationFile = "/etc/u7s/cgroup-delegation.json"
+)

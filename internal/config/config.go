@@ -1,0 +1,83 @@
+// Package config is the node's own configuration: what `u7s init` or `u7s join` decided,
+// written once to /etc/u7s/node.json and read by the supervisor at every start.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// Role of the node in the cluster.
+type Role string
+
+const (
+	ControlPlane Role = "control-plane"
+	Worker       Role = "worker"
+)
+
+// CgroupMode says how pods get resource limits; see package cgroups.
+type CgroupMode string
+
+const (
+	CgroupV2Delegated CgroupMode = "v2-delegated"
+	CgroupV1Delegated CgroupMode = "v1-delegated"
+	CgroupNone        CgroupMode = "none"
+)
+
+// Node is everything the supervisor needs to bring the node up again after a restart.
+type Node struct {
+	Role             Role   `json:"role"`
+	NodeName         string `json:"nodeName"`
+	AdvertiseAddress string `json:"advertiseAddress"` // the host's address: the node's InternalIP
+	APIServerPort    int    `json:"apiServerPort"`
+	PodCIDR          string `json:"podCIDR"`
+	ServiceCIDR      string `json:"serviceCIDR"`
+	// Registry is the resolved U7S_REGISTRY; ImageRepository is what kubeadm uses.
+	Registry        string   `json:"registry"`
+	ImageRepository string   `json:"imageRepository"`
+	PauseImage      string   `json:"pauseImage"`
+	FlannelImage    string   `json:"flannelImage"`
+	Insecure        []string `json:"insecureRegistries,omitempty"`
+	// Cgroup is the mode the node runs in; CgroupV1Dirs maps each delegated v1 controller
+	// hierarchy (mount point) to the delegated directory inside it.
+	Cgroup       CgroupMode        `json:"cgroup"`
+	CgroupV1Dirs map[string]string `json:"cgroupV1Dirs,omitempty"`
+	// Ports forwarded from the host into the namespace at every start, rootlessctl syntax.
+	Ports []string `json:"ports"`
+	// NodePortForwarding forwards every NodePort from the host automatically.
+	NodePortForwarding bool `json:"nodePortForwarding"`
+}
+
+// Path is where the node configuration lives.
+var Path = filepath.Join(paths.ConfigDir, "node.json")
+
+// Load reads the node configuration.
+func Load() (*Node, error) {
+	b, err := os.ReadFile(Path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no node configuration at %s: run u7s init or u7s join first", Path)
+		}
+		return nil, err
+	}
+	var n Node
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("%s: %w", Path, err)
+	}
+	return &n, nil
+}
+
+// Save writes the node configuration atomically, readable by the node's user.
+func (n *Node) Save() error {
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(Path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,105 @@
+package crio
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// WriteFiles writes crio.conf, registries.conf, storage.conf and policy.json.
+func WriteFiles(n *config.Node, d Dirs) error {
+	for _, dir := range []string{d.State, filepath.Join(d.State, "crio.conf.d"), d.Run, d.StorageRoot(), filepath.Join(paths.LogDir, "crio-pods")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	conf, err := New(n, d).Marshal()
+	if err != nil {
+		return fmt.Errorf("encoding crio.conf: %w", err)
+	}
+	regs, err := marshalTOML(NewRegistries(n.Insecure))
+	if err != nil {
+		return err
+	}
+	stor, err := marshalTOML(NewStorage(d))
+	if err != nil {
+		return err
+	}
+	for path, data := range map[string][]byte{
+		d.ConfigFile(): conf, d.RegistriesFile(): regs, d.StorageFile(): stor, d.PolicyFile(): []byte(Policy),
+	} {
+		if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Command returns cri-o's command with its environment. rootless mode (_CRIO_ROOTLESS) knows
+// only cgroup v2 delegation and discards every limit on v1, so it stays off where root has
+// delegated v1 subtrees.
+func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(paths.LibexecBin, "crio"),
+		"--config", d.ConfigFile(), "--config-dir", filepath.Join(d.State, "crio.conf.d"), "--log-level", "info")
+	env := append(os.Environ(),
+		"CONTAINERS_REGISTRIES_CONF="+d.RegistriesFile(),
+		"CONTAINERS_STORAGE_CONF="+d.StorageFile(),
+		"PATH=/usr/libexec/u7s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	)
+	if n.Cgroup != config.CgroupV1Delegated {
+		env = append(env, "_CRIO_ROOTLESS=1")
+	}
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = log, log
+	return cmd
+}
+
+// WaitReady waits until cri-o answers a CRI Version call on socket.
+func WaitReady(ctx context.Context, socket string, timeout time.Duration, alive func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if _, err := os.Stat(socket); err == nil {
+			if last = version(ctx, socket); last == nil {
+				return nil
+			}
+		} else {
+			last = err
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cri-o did not answer on %s within %s: %v", socket, timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func version(ctx context.Context, socket string) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).Version(cctx, &runtimeapi.VersionRequest{})
+	return err
+}

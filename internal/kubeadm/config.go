@@ -1,0 +1,150 @@
+// Package kubeadm drives kubeadm, linked as a library from k8s.io/kubernetes/cmd/kubeadm, with
+// typed configuration: v1beta4 InitConfiguration and ClusterConfiguration, and the upstream
+// KubeletConfiguration and KubeProxyConfiguration as component config documents.
+package kubeadm
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
+	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kubelet"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/version"
+)
+
+// IgnoredPreflightErrors are kubeadm's own checks that cannot pass inside a user namespace or
+// that u7s has already made on the host before changing anything (ports, swap, cgroups,
+// kernel settings the namespace cannot read or write).
+var IgnoredPreflightErrors = []string{
+	"SystemVerification", // cgroup v1 is an error for kubeadm 1.35; the kubelet runs with failCgroupV1: false
+	"Swap",               // the kubelet runs with failSwapOn: false
+	"FileContent--proc-sys-net-ipv4-ip_forward",
+	"FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",
+	"Service-Kubelet", // the u7s supervisor runs the kubelet, not systemd
+	"Port-10250",      // the host port is forwarded into the namespace by u7s
+	"Port-6443", "Port-2379", "Port-2380", "Port-10257", "Port-10259",
+	"FileExisting-crictl", // cri-o is reached by its socket; crictl is optional
+	"FileExisting-conntrack", "FileExisting-socat", "FileExisting-ebtables", "FileExisting-ethtool", "FileExisting-tc",
+	"KubeletVersion",
+	"Mem", "NumCPU",
+}
+
+// InitOptions are the choices of `u7s init` that reach kubeadm.
+type InitOptions struct {
+	Node                 *config.Node
+	ControlPlaneEndpoint string
+	CertSANs             []string
+	UploadCerts          bool
+	CertificateKey       string
+}
+
+// InitDocuments returns the multi-document kubeadm configuration of a first control plane.
+func InitDocuments(o InitOptions) ([]byte, error) {
+	n := o.Node
+	initCfg := &kubeadmv1.InitConfiguration{
+		TypeMeta: metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "InitConfiguration"},
+		LocalAPIEndpoint: kubeadmv1.APIEndpoint{
+			AdvertiseAddress: n.AdvertiseAddress,
+			BindPort:         int32(n.APIServerPort),
+		},
+		NodeRegistration: nodeRegistration(n),
+		CertificateKey:   o.CertificateKey,
+	}
+	sans := append([]string{n.AdvertiseAddress, "127.0.0.1", "localhost", n.NodeName}, o.CertSANs...)
+	clusterCfg := &kubeadmv1.ClusterConfiguration{
+		TypeMeta:             metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "ClusterConfiguration"},
+		KubernetesVersion:    version.Pinned.Kubernetes,
+		ImageRepository:      n.ImageRepository,
+		ControlPlaneEndpoint: o.ControlPlaneEndpoint,
+		Networking: kubeadmv1.Networking{
+			PodSubnet:     n.PodCIDR,
+			ServiceSubnet: n.ServiceCIDR,
+			DNSDomain:     "cluster.local",
+		},
+		APIServer: kubeadmv1.APIServer{CertSANs: dedupe(sans)},
+		ControllerManager: kubeadmv1.ControlPlaneComponent{
+			ExtraArgs: []kubeadmv1.Arg{{Name: "flex-volume-plugin-dir", Value: kubelet.VolumePluginDir}},
+		},
+		Etcd: kubeadmv1.Etcd{Local: &kubeadmv1.LocalEtcd{
+			DataDir: "/var/lib/etcd",
+			// The host's address is not local inside the namespace (see package node): etcd
+			// listens on every address so that both the port forwards (which dial 127.0.0.1)
+			// and local clients reach it.
+			ExtraArgs: []kubeadmv1.Arg{
+				{Name: "listen-client-urls", Value: "https://127.0.0.1:2379,https://0.0.0.0:2379"},
+				{Name: "listen-peer-urls", Value: "https://0.0.0.0:2380"},
+				{Name: "listen-metrics-urls", Value: "http://127.0.0.1:2381"},
+			},
+		}},
+		CertificatesDir: paths.KubernetesDir + "/pki",
+	}
+	return marshalDocuments(initCfg, clusterCfg, kubelet.Config(n), kubeProxyConfig(n))
+}
+
+func nodeRegistration(n *config.Node) kubeadmv1.NodeRegistrationOptions {
+	return kubeadmv1.NodeRegistrationOptions{
+		Name:      n.NodeName,
+		CRISocket: "unix://" + paths.CRIOSocket,
+		KubeletExtraArgs: []kubeadmv1.Arg{
+			// The host's address, not slirp4netns's 10.0.2.100, which every node shares.
+			{Name: "node-ip", Value: n.AdvertiseAddress},
+		},
+		IgnorePreflightErrors: IgnoredPreflightErrors,
+		ImagePullPolicy:       "IfNotPresent",
+		ImagePullSerial:       ptr.To(false),
+	}
+}
+
+// kubeProxyConfig runs kube-proxy in iptables mode (NodePorts then answer on 127.0.0.1, where
+// the port driver connects) and stops it from writing conntrack sysctls the namespace may not.
+func kubeProxyConfig(n *config.Node) *kubeproxyv1alpha1.KubeProxyConfiguration {
+	zero := metav1.Duration{}
+	return &kubeproxyv1alpha1.KubeProxyConfiguration{
+		TypeMeta:    metav1.TypeMeta{APIVersion: "kubeproxy.config.k8s.io/v1alpha1", Kind: "KubeProxyConfiguration"},
+		Mode:        "iptables",
+		ClusterCIDR: n.PodCIDR,
+		Conntrack: kubeproxyv1alpha1.KubeProxyConntrackConfiguration{
+			MaxPerCore:            ptr.To[int32](0),
+			TCPEstablishedTimeout: &zero,
+			TCPCloseWaitTimeout:   &zero,
+		},
+	}
+}
+
+func marshalDocuments(docs ...any) ([]byte, error) {
+	var buf bytes.Buffer
+	for i, d := range docs {
+		b, err := yaml.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("encoding kubeadm document %d: %w", i, err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(b)
+	}
+	return buf.Bytes(), nil
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PortString formats a port for kubeadm flags.
+func PortString(p int) string { return strconv.Itoa(p) }

@@ -1,0 +1,65 @@
+// Package kubelet configures the kubelet for a user namespace and keeps it running there.
+package kubelet
+
+import (
+	"path/filepath"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"k8s.io/utils/ptr"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+const (
+	// RootDir is the kubelet's root directory inside the namespace (bind-mounted from the
+	// node's state directory).
+	RootDir = "/var/lib/kubelet"
+	// ConfigFile and FlagsFile are written by kubeadm's kubelet-start phase.
+	ConfigFile = RootDir + "/config.yaml"
+	FlagsFile  = RootDir + "/kubeadm-flags.env"
+	// VolumePluginDir replaces /usr/libexec/kubernetes/kubelet-plugins/volume/exec: /usr is
+	// read-only inside the namespace. The controller-manager gets the same path.
+	VolumePluginDir = RootDir + "/volumeplugins"
+)
+
+// Config returns the KubeletConfiguration of a rootless node (the upstream type, which kubeadm
+// takes as a component config document).
+func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
+	limits := n.Cgroup != config.CgroupNone
+	c := &kubeletv1beta1.KubeletConfiguration{
+		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
+		// Alpha through 1.36: lets the kubelet ignore the errors of what a user namespace forbids
+		// (sysctls, oom_score_adj, some /proc files).
+		FeatureGates:  map[string]bool{"KubeletInUserNamespace": true},
+		CgroupDriver:  "cgroupfs",
+		CgroupRoot:    "/",
+		FailSwapOn:    ptr.To(false),
+		FailCgroupV1:  ptr.To(false),
+		CgroupsPerQOS: ptr.To(limits),
+		// Without per-QoS cgroups there is nothing to enforce; kubeadm turns an empty list back
+		// into ["pods"], so "none" must be spelt out.
+		EnforceNodeAllocatable: []string{"pods"},
+		// cadvisor's disk metrics need it on (else the eviction manager never syncs).
+		LocalStorageCapacityIsolation: ptr.To(true),
+		EvictionHard: map[string]string{
+			"nodefs.available":  "3%",
+			"imagefs.available": "3%",
+			"memory.available":  "100Mi",
+		},
+		VolumePluginDir:          VolumePluginDir,
+		ContainerRuntimeEndpoint: "unix://" + paths.CRIOSocket,
+		ResolverConfig:           ptr.To("/etc/resolv.conf"),
+		SerializeImagePulls:      ptr.To(false),
+		ProtectKernelDefaults:    false,
+		RotateCertificates:       true,
+	}
+	if !limits {
+		c.EnforceNodeAllocatable = []string{"none"}
+	}
+	return c
+}
+
+// KubeletLog is the kubelet's log file on the host.
+var KubeletLog = filepath.Join(paths.LogDir, "kubelet.log")

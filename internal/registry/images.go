@@ -1,0 +1,111 @@
+package registry
+
+import (
+	"strings"
+
+	"github.com/u7s/u7s/internal/version"
+)
+
+// Image is one image a node pulls.
+type Image struct {
+	Name string // short name, e.g. "kube-apiserver"
+	Ref  string // full reference, e.g. "registry.local/k8s-p10/kube-apiserver:v1.35.8"
+}
+
+const (
+	// nativeBusyboxRepository: registry.k8s.io has no library/busybox; Docker Hub is its upstream.
+	nativeBusyboxRepository = "docker.io/library/busybox"
+)
+
+// ImageRepository is what kubeadm's ClusterConfiguration.ImageRepository must be so that kubeadm
+// names exactly the images of Images (kubeadm itself maps registry.k8s.io to coredns/coredns).
+func (r Resolution) ImageRepository() string {
+	if r.Native {
+		return NativeRegistry
+	}
+	return r.Value
+}
+
+// FlannelImage is the flannel image: flannel's own upstream image for the native registry.
+func (r Resolution) FlannelImage(p version.Pins) string {
+	if r.Native {
+		return NativeFlannelRepository + ":" + p.Flannel
+	}
+	return r.Value + "/flannel:" + p.Flannel
+}
+
+// CoreDNSImage is the coredns image as kubeadm names it.
+func (r Resolution) CoreDNSImage(p version.Pins) string {
+	if r.Native {
+		return NativeRegistry + "/coredns/coredns:" + p.CoreDNS
+	}
+	return r.Value + "/coredns:" + p.CoreDNS
+}
+
+// PauseImage is the sandbox image (cri-o's pause_image and kubeadm's expectation).
+func (r Resolution) PauseImage(p version.Pins) string {
+	return r.ImageRepository() + "/pause:" + p.PauseImageTag
+}
+
+// Images are every image init and join pull, in a stable order.
+func (r Resolution) Images(p version.Pins) []Image {
+	repo := r.ImageRepository()
+	// kubeadm turns the version into a tag this way (KubernetesVersionToImageTag).
+	kubeTag := strings.ReplaceAll(p.Kubernetes, "+", "_")
+	var imgs []Image
+	for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
+		imgs = append(imgs, Image{Name: n, Ref: repo + "/" + n + ":" + kubeTag})
+	}
+	return append(imgs,
+		Image{Name: "etcd", Ref: repo + "/etcd:" + p.EtcdImageTag},
+		Image{Name: "coredns", Ref: r.CoreDNSImage(p)},
+		Image{Name: "pause", Ref: r.PauseImage(p)},
+		Image{Name: "flannel", Ref: r.FlannelImage(p)},
+	)
+}
+
+// TestImages are the images the node's smoke and conformance tests run, from the registry host of
+// the value: <host>/library/busybox and <host>/e2e-test-images/agnhost. For the native registry,
+// busybox comes from Docker Hub, its upstream, and agnhost from registry.k8s.io.
+func (r Resolution) TestImages(p version.Pins) []Image {
+	host := registryHost(r.Value)
+	busybox := host + "/library/busybox"
+	if r.Native {
+		busybox = nativeBusyboxRepository
+	}
+	return []Image{
+		{Name: "busybox", Ref: busybox + ":" + p.BusyboxTag},
+		{Name: "agnhost", Ref: host + "/e2e-test-images/agnhost:" + p.AgnhostTag},
+	}
+}
+
+// Refs are the references of imgs.
+func Refs(imgs []Image) []string {
+	refs := make([]string, len(imgs))
+	for i, img := range imgs {
+		refs[i] = img.Ref
+	}
+	return refs
+}
+
+// Insecure reports whether ref (an image reference, repository or registry host) lives on a
+// plain-HTTP registry: only the specification's local registry, registry.local[:port], is.
+func Insecure(ref string) bool {
+	host := registryHost(ref)
+	if h, port, ok := strings.Cut(host, ":"); ok {
+		if port == "" || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		host = h
+	}
+	return strings.EqualFold(host, LocalRegistryHost)
+}
+
+// InsecureRegistries are the registries cri-o must reach over plain HTTP for r (its
+// insecure_registries, or `insecure = true` in registries.conf): the local registry when r uses it.
+func InsecureRegistries(r Resolution) []string {
+	if Insecure(r.Value) {
+		return []string{registryHost(r.Value)}
+	}
+	return nil
+}
