@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
 )
@@ -19,15 +20,6 @@ type Role string
 const (
 	ControlPlane Role = "control-plane"
 	Worker       Role = "worker"
-)
-
-// CgroupMode says how pods get resource limits; see package cgroups.
-type CgroupMode string
-
-const (
-	CgroupV2Delegated CgroupMode = "v2-delegated"
-	CgroupV1Delegated CgroupMode = "v1-delegated"
-	CgroupNone        CgroupMode = "none"
 )
 
 // Node is everything the supervisor needs to bring the node up again after a restart.
@@ -44,10 +36,8 @@ type Node struct {
 	PauseImage      string   `json:"pauseImage"`
 	FlannelImage    string   `json:"flannelImage"`
 	Insecure        []string `json:"insecureRegistries,omitempty"`
-	// Cgroup is the mode the node runs in; CgroupV1Dirs maps each delegated v1 controller
-	// hierarchy (mount point) to the delegated directory inside it.
-	Cgroup       CgroupMode        `json:"cgroup"`
-	CgroupV1Dirs map[string]string `json:"cgroupV1Dirs,omitempty"`
+	// Cgroup is the mode the node runs in; the v1 delegation itself is saved by package cgroups.
+	Cgroup cgroups.Mode `json:"cgroup"`
 	// Ports forwarded from the host into the namespace at every start, rootlessctl syntax.
 	Ports []string `json:"ports"`
 	// NodePortForwarding forwards every NodePort from the host automatically.

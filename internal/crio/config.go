@@ -7,6 +7,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
 )
@@ -109,7 +110,7 @@ func New(n *config.Node, d Dirs) Config {
 		ConmonCgroup: "pod",
 		// On cgroup v1 a dropped infra container makes cri-o create its own cgroup at the
 		// hierarchy root, which the node's user may not do.
-		DropInfraCtr:             n.Cgroup == config.CgroupV2Delegated,
+		DropInfraCtr:             n.Cgroup == cgroups.V2Delegated,
 		PinnsPath:                filepath.Join(paths.LibexecBin, "pinns"),
 		NamespacesDir:            filepath.Join(d.Run, "ns"),
 		ContainerExitsDir:        filepath.Join(d.Run, "exits"),

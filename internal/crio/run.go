@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
@@ -58,7 +59,7 @@ func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
 		"CONTAINERS_STORAGE_CONF="+d.StorageFile(),
 		"PATH=/usr/libexec/u7s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	)
-	if n.Cgroup != config.CgroupV1Delegated {
+	if n.Cgroup != cgroups.V1Delegated {
 		env = append(env, "_CRIO_ROOTLESS=1")
 	}
 	cmd.Env = env

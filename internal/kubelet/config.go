@@ -8,6 +8,7 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
 
+	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
 )
@@ -27,7 +28,7 @@ const (
 // Config returns the KubeletConfiguration of a rootless node (the upstream type, which kubeadm
 // takes as a component config document).
 func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
-	limits := n.Cgroup != config.CgroupNone
+	limits := n.Cgroup != cgroups.None
 	c := &kubeletv1beta1.KubeletConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// Alpha through 1.36: lets the kubelet ignore the errors of what a user namespace forbids

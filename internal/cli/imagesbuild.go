@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/u7s/u7s/images"
+	"github.com/u7s/u7s/internal/imagebuild"
+)
+
+func init() { registerImagesSubcommand(newImagesBuildCommand) }
+
+// newImagesBuildCommand is `u7s images build`: the air-gapped path, images assembled from the
+// binaries of `make components` without a container engine.
+func newImagesBuildCommand() *cobra.Command {
+	o := imagebuild.Options{}
+	cmd := &cobra.Command{
+		Use:   "build --bin-dir DIR --registry REG [--push | --oci-dir DIR] [--only NAME,...] [--test-images]",
+		Short: "Assemble the node's images from locally built binaries and push them or write an OCI layout",
+		Long: "Assembles the images a u7s node runs (" + strings.Join(images.Names(), ", ") + ") from the binaries\n" +
+			"in --bin-dir and the host's iptables-nft and busybox, one layer each, without a container engine.\n" +
+			"Node images are named REG/<name>:<tag>; the test images busybox and agnhost go to\n" +
+			"<registry host>/library/busybox and <registry host>/e2e-test-images/agnhost.\n" +
+			"registry.local is pushed to over plain HTTP (scripts/local-registry.sh runs one).",
+		Example: "  u7s images build --bin-dir _output/bin --registry registry.local/k8s-p10 --push --test-images\n" +
+			"  u7s images build --bin-dir _output/bin --registry registry.local/k8s-p10 --oci-dir /srv/u7s-images",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return imagebuild.Run(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.BinDir, "bin-dir", "_output/bin", "directory holding the binaries built by `make components`")
+	f.StringVar(&o.Registry, "registry", os.Getenv("U7S_REGISTRY"), "registry prefix of the node images, e.g. registry.local/k8s-p10 (default $U7S_REGISTRY)")
+	f.BoolVar(&o.Push, "push", false, "push the images to the registry")
+	f.StringVar(&o.OCIDir, "oci-dir", "", "also write the images to this OCI layout directory, for offline transfer")
+	f.StringSliceVar(&o.Only, "only", nil, "build only these images (default: every node image)")
+	f.BoolVar(&o.TestImages, "test-images", false, "also build the test images busybox and agnhost")
+	f.BoolVar(&o.Insecure, "insecure", false, "push over plain HTTP (always on for registry.local)")
+	return cmd
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/namespace"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/nsinit"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/supervisor"
+)
+
+func init() {
+	// The rootlesskit child is a re-exec of `u7s supervise`; the pipe in its environment
+	// tells it apart before any flag is parsed.
+	earlyHooks = append(earlyHooks, func() (bool, error) {
+		if !namespace.IsChild() {
+			return false, nil
+		}
+		return true, namespace.RunChild()
+	})
+	register(newSuperviseCommand)
+	register(newNamespaceInitCommand)
+	register(newKubeadmCommand)
+	register(newEnterCommand)
+	register(newStatusCommand)
+}
+
+func newSuperviseCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "supervise",
+		Short:  "Run the node (as u7s-admin): the namespace, cri-o, the kubelet and the port forwards",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE:   func(*cobra.Command, []string) error { return supervisor.Run() },
+	}
+}
+
+func newNamespaceInitCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "namespace-init",
+		Short:  "First process inside the node's namespace (started by the supervisor)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE:   func(*cobra.Command, []string) error { return nsinit.Run() },
+	}
+}
+
+func newKubeadmCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "kubeadm [ARGS...]",
+		Short:              "Run the linked kubeadm inside the node's namespace (init and join do this for you)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			return kubeadm.Run(args, os.Stdin, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+}
+
+func newEnterCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "enter [-- COMMAND [ARGS...]]",
+		Short: "Run a command inside the node's namespaces as the node's root (podsec's nsenter_u7s)",
+		Example: `  u7s enter -- crictl --runtime-endpoint unix:///run/u7s/crio/crio.sock ps
+  u7s enter -- ip addr`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{"/bin/sh"}
+			}
+			o, err := node.LookupOwner()
+			if err != nil {
+				return err
+			}
+			if os.Geteuid() != 0 && os.Geteuid() != o.UID {
+				return fmt.Errorf("u7s enter must run as root or as %s", paths.User)
+			}
+			err = node.Run(o, os.Stdin, os.Stdout, os.Stderr, args...)
+			if ee, ok := err.(interface{ ExitCode() int }); ok && ee.ExitCode() > 0 {
+				os.Exit(ee.ExitCode())
+			}
+			return err
+		},
+	}
+}
+
+func newStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show whether the node runs, its role, addresses and cgroup mode",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			out := c.OutOrStdout()
+			n, err := config.Load()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "role:        %s (node %s)\n", n.Role, n.NodeName)
+			fmt.Fprintf(out, "address:     %s (API server port %d)\n", n.AdvertiseAddress, n.APIServerPort)
+			fmt.Fprintf(out, "registry:    %s\n", n.Registry)
+			fmt.Fprintf(out, "cgroups:     %s: %s\n", n.Cgroup, n.Cgroup.Description())
+			pid := node.SupervisorPID()
+			if pid == 0 {
+				fmt.Fprintf(out, "supervisor:  not running\n")
+				return fmt.Errorf("the node is not running")
+			}
+			fmt.Fprintf(out, "supervisor:  running (pid %d)\n", pid)
+			child, err := namespace.ChildPID(paths.RootlesskitStateDir)
+			if err != nil {
+				fmt.Fprintf(out, "namespace:   %v\n", err)
+				return fmt.Errorf("the node is not ready")
+			}
+			ready := "starting"
+			if st, err := os.Stat(paths.ReadyFile); err == nil {
+				ready = "ready since " + st.ModTime().Format(time.RFC3339)
+			}
+			fmt.Fprintf(out, "namespace:   pid %d, cri-o %s\n", child, ready)
+			return nil
+		},
+	}
+}
+
+var _ = cgroups.None

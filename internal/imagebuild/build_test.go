@@ -1,0 +1,363 @@
+package imagebuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/u7s/u7s/images"
+)
+
+// fakeBinDir links every binary any image takes to the test executable (an x86-64 ELF file).
+func fakeBinDir(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, s := range images.All() {
+		for _, b := range s.Binaries {
+			p := filepath.Join(dir, b.Name)
+			if _, err := os.Lstat(p); err == nil {
+				continue
+			}
+			if err := os.Symlink(self, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+// needHost skips tests that assemble real images when the host lacks their Debian packages.
+func needHost(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/xtables-nft-multi", images.XtablesDir, "/bin/busybox"} {
+		hostFile(t, p)
+	}
+}
+
+func TestSpecTrees(t *testing.T) {
+	needHost(t)
+	b := &Builder{BinDir: fakeBinDir(t)}
+	want := map[string][]string{
+		"kube-apiserver": {"/usr/local/bin/kube-apiserver", "/etc/passwd", "/tmp"},
+		"kube-proxy": {"/usr/local/bin/kube-proxy", "/usr/sbin/xtables-nft-multi", "/usr/sbin/iptables",
+			"/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore", "/usr/sbin/iptables-save",
+			images.XtablesDir + "/libxt_MASQUERADE.so", images.XtablesDir + "/libxt_comment.so", loader},
+		"etcd":    {"/usr/local/bin/etcd", "/usr/local/bin/etcdctl"},
+		"coredns": {"/coredns"},
+		"pause":   {"/pause"},
+		"flannel": {"/opt/bin/flanneld", "/bin/busybox", "/bin/cp", "/usr/sbin/iptables", loader},
+		"busybox": {"/bin/busybox", "/bin/sh", "/bin/sleep", "/bin/nslookup", "/bin/wget", "/bin/dd", "/bin/id"},
+		"agnhost": {"/agnhost", "/bin/sh"},
+	}
+	for _, s := range images.All() {
+		t.Run(s.Name, func(t *testing.T) {
+			tr, err := b.Tree(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range want[s.Name] {
+				if !tr.Has(p) {
+					t.Errorf("image %s lacks %s", s.Name, p)
+				}
+			}
+			if s.Name == "flannel" && tr.Has("/bin/sh") {
+				t.Errorf("flannel got every busybox applet, want only cp")
+			}
+		})
+	}
+}
+
+func TestMissing(t *testing.T) {
+	tests := []struct {
+		name    string
+		only    []string
+		bins    []string
+		root    string
+		wantErr []string
+	}{
+		{name: "nothing built", only: []string{"pause", "etcd"}, root: "/",
+			wantErr: []string{"/etcd, ", "/pause: build them with `make components`"}},
+		{name: "optional binaries may be missing", only: []string{"etcd"}, bins: []string{"etcd"}, root: "/"},
+		{name: "host packages named", only: []string{"kube-proxy", "flannel"}, bins: []string{"kube-proxy", "flanneld"}, root: "empty",
+			wantErr: []string{"/usr/sbin/xtables-nft-multi (Debian package iptables)", "/bin/busybox (Debian package busybox-static)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, b := range tt.bins {
+				if err := os.WriteFile(filepath.Join(dir, b), nil, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			root := tt.root
+			if root == "empty" {
+				root = t.TempDir()
+			}
+			specs, err := images.Select(tt.only, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = (&Builder{BinDir: dir, HostRoot: root}).Check(specs)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var me *MissingError
+			if !errors.As(err, &me) {
+				t.Fatalf("got %v, want a MissingError", err)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// extract unpacks a layer the way a runtime would, for chroot tests.
+func extract(t *testing.T, tr *Tree) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tr.WriteTar(&buf); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	r := tar.NewReader(&buf)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			return root
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.Mkdir(p, os.FileMode(h.Mode).Perm())
+		case tar.TypeSymlink:
+			err = os.Symlink(h.Linkname, p)
+		case tar.TypeReg:
+			var f *os.File
+			if f, err = os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_EXCL, os.FileMode(h.Mode).Perm()); err == nil {
+				_, err = io.Copy(f, r)
+				f.Close()
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// inChroot runs argv in root as its root directory.
+func inChroot(t *testing.T, root string, argv ...string) string {
+	t.Helper()
+	prog := argv[0]
+	if !strings.Contains(prog, "/") { // look it up in the image, not on the host
+		for _, dir := range filepath.SplitList(images.Path) {
+			if _, err := os.Lstat(filepath.Join(root, dir, prog)); err == nil {
+				prog = filepath.Join(dir, prog)
+				break
+			}
+		}
+	}
+	cmd := exec.Command(prog, argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=" + images.Path}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chroot %s %v: %v\n%s", root, argv, err, out)
+	}
+	return string(out)
+}
+
+// TestChroot runs programs of assembled images in their extracted root, without the host's
+// /etc/ld.so.cache: proof that loader, libraries and xtables modules are where they must be.
+func TestChroot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	needHost(t)
+	b := &Builder{BinDir: fakeBinDir(t)}
+	tests := []struct {
+		image string
+		argv  []string
+		want  string
+	}{
+		{"kube-proxy", []string{"iptables", "--version"}, "(nf_tables)"},
+		{"kube-proxy", []string{"ip6tables-restore", "--version"}, "(nf_tables)"},
+		{"kube-proxy", []string{"iptables-save", "--version"}, "(nf_tables)"},
+		{"flannel", []string{"/usr/sbin/iptables", "--version"}, "(nf_tables)"},
+		{"flannel", []string{"cp", "/etc/passwd", "/tmp/copied"}, ""},
+		{"busybox", []string{"sh", "-c", "echo ok"}, "ok\n"},
+		{"busybox", []string{"id", "-un"}, "root\n"},
+	}
+	roots := map[string]string{} // extracted into the parent test's temp dir, shared by subtests
+	parent := t
+	for _, tt := range tests {
+		t.Run(tt.image+" "+strings.Join(tt.argv, " "), func(t *testing.T) {
+			root, ok := roots[tt.image]
+			if !ok {
+				s, _ := images.Lookup(tt.image)
+				tr, err := b.Tree(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				root = extract(parent, tr)
+				roots[tt.image] = root
+			}
+			if got := inChroot(t, root, tt.argv...); !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if _, err := os.Stat("/usr/sbin/conntrack"); err == nil {
+		s, _ := images.Lookup("kube-proxy")
+		tr, err := b.Tree(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := inChroot(t, extract(t, tr), "conntrack", "--version"); !strings.Contains(got, "conntrack") {
+			t.Errorf("conntrack --version: %q", got)
+		}
+	}
+}
+
+func TestBuildPushOCI(t *testing.T) {
+	needHost(t)
+	b := &Builder{BinDir: fakeBinDir(t)}
+	s, _ := images.Lookup("pause")
+	img1, err := b.Build(s, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img1.Close()
+	img2, err := b.Build(s, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img2.Close()
+	d1, err := img1.Image.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, _ := img2.Image.Digest(); d1 != d2 {
+		t.Errorf("two builds of the same inputs differ: %s, %s", d1, d2)
+	}
+	cf, err := img1.Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || cf.Architecture != "amd64" || cf.RootFS.Type != "layers" || len(cf.RootFS.DiffIDs) != 1 ||
+		cf.Config.User != "65535:65535" || strings.Join(cf.Config.Entrypoint, " ") != "/pause" {
+		j, _ := json.Marshal(cf)
+		t.Errorf("config %s", j)
+	}
+	if mt, _ := img1.Image.MediaType(); mt != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("manifest media type %s", mt)
+	}
+
+	t.Run("OCI layout, written twice, holds the image once", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "oci")
+		ref := s.Reference("registry.local/k8s-p10")
+		for range 2 {
+			if err := WriteOCI(dir, ref, img1.Image); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := layout.FromPath(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := p.ImageIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Manifests) != 1 || m.Manifests[0].Digest != d1 || m.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != ref {
+			t.Errorf("index %+v", m.Manifests)
+		}
+	})
+
+	t.Run("push to a registry", func(t *testing.T) {
+		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+		defer srv.Close()
+		host := strings.TrimPrefix(srv.URL, "http://")
+		ref := s.Reference(host + "/k8s-p10")
+		if err := Push(context.Background(), ref, img1.Image, true); err != nil {
+			t.Fatal(err)
+		}
+		r, err := name.ParseReference(ref, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := remote.Image(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := got.Digest(); d != d1 {
+			t.Errorf("pulled %s, pushed %s", d, d1)
+		}
+	})
+
+	t.Run("push to nothing says what to do", func(t *testing.T) {
+		srv := httptest.NewServer(nil)
+		host := strings.TrimPrefix(srv.URL, "http://")
+		srv.Close()
+		err := Push(context.Background(), host+"/x/pause:1", img1.Image, true)
+		if err == nil || !strings.Contains(err.Error(), "local-registry.sh") {
+			t.Fatalf("got %v, want a hint at the registry script", err)
+		}
+	})
+}
+
+func TestRunOptions(t *testing.T) {
+	dir := fakeBinDir(t)
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr string
+	}{
+		{"no destination", Options{BinDir: dir, Registry: "registry.local/k8s-p10"}, "nothing to do"},
+		{"no registry", Options{BinDir: dir, Push: true}, "no registry"},
+		{"bad registry", Options{BinDir: dir, Registry: "Registry.local/K8s", Push: true}, "not a valid registry prefix"},
+		{"unknown image", Options{BinDir: dir, Registry: "registry.local/k8s-p10", Push: true, Only: []string{"kubelet"}}, `unknown image "kubelet"`},
+		{"no bin dir", Options{BinDir: filepath.Join(dir, "nope"), Registry: "registry.local/k8s-p10", Push: true}, "make components"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Run(context.Background(), tt.o, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

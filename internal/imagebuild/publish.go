@@ -1,0 +1,166 @@
+package imagebuild
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/u7s/u7s/images"
+)
+
+// LocalRegistry is the host name of the node-local registry, plain HTTP (scripts/local-registry.sh).
+const LocalRegistry = "registry.local"
+
+// Push uploads img as ref. insecure allows plain HTTP (and unverified TLS).
+func Push(ctx context.Context, ref string, img v1.Image, insecure bool) error {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		hint := ""
+		var op *net.OpError
+		var dns *net.DNSError
+		switch {
+		case errors.As(err, &dns):
+			hint = fmt.Sprintf("; %s does not resolve: start the local registry (scripts/local-registry.sh start) or fix --registry", r.Context().RegistryStr())
+		case errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED):
+			hint = fmt.Sprintf("; is the registry %s running? (scripts/local-registry.sh status)", r.Context().RegistryStr())
+		}
+		return fmt.Errorf("pushing %s: %w%s", ref, err, hint)
+	}
+	return nil
+}
+
+// WriteOCI adds img to the OCI image layout in dir (created if needed), named ref: an image
+// of the same name already there is replaced. `skopeo copy oci:DIR:REF docker://REF` and
+// containerd's import read the name from the annotations.
+func WriteOCI(dir, ref string, img v1.Image) error {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("OCI layout %s: %w", dir, err)
+		}
+		if p, err = layout.Write(dir, empty.Index); err != nil {
+			return fmt.Errorf("creating OCI layout %s: %w", dir, err)
+		}
+	}
+	anns := map[string]string{
+		ocispec.AnnotationRefName:  ref,
+		"io.containerd.image.name": ref,
+	}
+	if err := p.ReplaceImage(img, match.Annotation(ocispec.AnnotationRefName, ref), layout.WithAnnotations(anns)); err != nil {
+		return fmt.Errorf("writing %s to OCI layout %s: %w", ref, dir, err)
+	}
+	return nil
+}
+
+// Options are those of `u7s images build`.
+type Options struct {
+	// BinDir holds the binaries of `make components`.
+	BinDir string
+	// Registry is the prefix of the node images, e.g. "registry.local/k8s-p10".
+	Registry string
+	// Push uploads the images to Registry.
+	Push bool
+	// OCIDir, if set, receives the images as an OCI layout for offline transfer.
+	OCIDir string
+	// Only names the images to build; empty means every node image.
+	Only []string
+	// TestImages adds busybox and agnhost.
+	TestImages bool
+	// Insecure pushes over plain HTTP; implied for registry.local.
+	Insecure bool
+	// TmpDir holds the layers while they are built; "" means the default.
+	TmpDir string
+}
+
+// Run builds the selected images and pushes them and/or writes them to an OCI layout,
+// printing one line per image to out.
+func Run(ctx context.Context, o Options, out io.Writer) error {
+	if !o.Push && o.OCIDir == "" {
+		return errors.New("nothing to do: give --push to push the images to --registry, or --oci-dir DIR to write an OCI layout, or both")
+	}
+	if o.Registry == "" {
+		return errors.New("no registry: give --registry, e.g. --registry registry.local/k8s-p10")
+	}
+	o.Registry = strings.TrimSuffix(o.Registry, "/")
+	if _, err := name.NewRepository(o.Registry+"/pause", name.StrictValidation); err != nil {
+		return fmt.Errorf("--registry %q is not a valid registry prefix: %w", o.Registry, err)
+	}
+	specs, err := images.Select(o.Only, o.TestImages)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(o.BinDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("--bin-dir %s is not a directory: build the components with `make components` (they land in _output/bin) or point --bin-dir at them", o.BinDir)
+	}
+	b := &Builder{BinDir: o.BinDir}
+	if err := b.Check(specs); err != nil {
+		return err
+	}
+	host, _, _ := strings.Cut(images.RegistryHost(o.Registry), ":")
+	insecure := o.Insecure || host == LocalRegistry
+	if o.OCIDir != "" {
+		if o.OCIDir, err = filepath.Abs(o.OCIDir); err != nil {
+			return err
+		}
+	}
+
+	for _, s := range specs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		ref := s.Reference(o.Registry)
+		if err := buildOne(ctx, b, s, ref, o, insecure, out, start); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func buildOne(ctx context.Context, b *Builder, s images.Spec, ref string, o Options, insecure bool, out io.Writer, start time.Time) error {
+	img, err := b.Build(s, o.TmpDir)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	var done []string
+	if o.Push {
+		if err := Push(ctx, ref, img.Image, insecure); err != nil {
+			return err
+		}
+		done = append(done, "pushed")
+	}
+	if o.OCIDir != "" {
+		if err := WriteOCI(o.OCIDir, ref, img.Image); err != nil {
+			return err
+		}
+		done = append(done, "written to "+o.OCIDir)
+	}
+	fmt.Fprintf(out, "%-24s %-60s %8.1f MB %6.1fs  %s\n", s.Name, ref,
+		float64(img.LayerSize)/(1<<20), time.Since(start).Seconds(), strings.Join(done, ", "))
+	return nil
+}

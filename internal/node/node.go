@@ -1,0 +1,168 @@
+// Package node manages the running node from the host: starting and stopping its supervisor,
+// and running commands inside its namespace as u7s-admin.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/u7s/u7s/internal/namespace"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// Owner is the node's user, looked up on the host.
+type Owner struct{ UID, GID int }
+
+// LookupOwner finds u7s-admin.
+func LookupOwner() (Owner, error) {
+	u, err := user.Lookup(paths.User)
+	if err != nil {
+		return Owner{}, fmt.Errorf("user %s does not exist: run u7s init or u7s join first", paths.User)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return Owner{uid, gid}, nil
+}
+
+// credential makes a child run as the owner when the caller is root.
+func (o Owner) sysProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{}
+	if os.Geteuid() == 0 {
+		a.Credential = &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), Groups: []uint32{}}
+	}
+	return a
+}
+
+func (o Owner) env() []string {
+	return append(os.Environ(), "HOME="+paths.Home, "USER="+paths.User, "LOGNAME="+paths.User,
+		"XDG_RUNTIME_DIR="+paths.RunDir)
+}
+
+// SupervisorLog is where a detached supervisor writes.
+var SupervisorLog = filepath.Join(paths.LogDir, "supervisor.log")
+
+// StartDetached starts `u7s supervise` as the owner in its own session, for hosts where
+// systemd does not run the u7s unit.
+func StartDetached(o Owner, exe string) (int, error) {
+	logf, err := os.OpenFile(SupervisorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	_ = os.Chown(SupervisorLog, o.UID, o.GID)
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer devnull.Close()
+	cmd := exec.Command(exe, "supervise")
+	cmd.Dir = "/"
+	cmd.Env = o.env()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	cmd.SysProcAttr = o.sysProcAttr()
+	cmd.SysProcAttr.Setsid = true
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting the supervisor: %w", err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	return pid, nil
+}
+
+// WaitReady waits for the namespace to come up, failing early if the supervisor dies.
+func WaitReady(pid int, timeout time.Duration) error {
+	alive := func() error {
+		if err := unix.Kill(pid, 0); err != nil {
+			return fmt.Errorf("the supervisor (pid %d) exited: see %s", pid, SupervisorLog)
+		}
+		// Reap it if it is our child and has exited.
+		var ws unix.WaitStatus
+		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
+			return fmt.Errorf("the supervisor exited (%v): see %s", describe(ws), SupervisorLog)
+		}
+		return nil
+	}
+	return namespace.WaitFile(paths.ReadyFile, timeout, alive)
+}
+
+func describe(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "signal " + ws.Signal().String()
+	}
+	return "status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// SupervisorPID returns the running supervisor's PID, or 0.
+func SupervisorPID() int {
+	b, err := os.ReadFile(paths.SupervisorPIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || unix.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// Stop ends the supervisor: SIGTERM, which it forwards into the namespace so that the kubelet
+// and cri-o stop, then SIGKILL after timeout. Killing the namespace's init ends every
+// container with it.
+func Stop(timeout time.Duration) error {
+	pid := SupervisorPID()
+	if pid == 0 {
+		return nil
+	}
+	_ = unix.Kill(pid, unix.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if unix.Kill(pid, 0) != nil {
+			return nil
+		}
+		var ws unix.WaitStatus
+		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return unix.Kill(pid, unix.SIGKILL)
+}
+
+// Command returns a command that runs args inside the node's namespaces as the node's root
+// (u7s-admin on the host).
+func Command(o Owner, args ...string) (*exec.Cmd, error) {
+	pid, err := namespace.ChildPID(paths.RootlesskitStateDir)
+	if err != nil {
+		return nil, err
+	}
+	full := namespace.EnterArgs(pid, args...)
+	nsenter, err := exec.LookPath(full[0])
+	if err != nil {
+		return nil, errors.New("nsenter not found: install util-linux")
+	}
+	cmd := exec.Command(nsenter, full[1:]...)
+	cmd.Env = o.env()
+	cmd.SysProcAttr = o.sysProcAttr()
+	return cmd, nil
+}
+
+// Run runs args inside the namespace with the given standard streams.
+func Run(o Owner, in io.Reader, out, errOut io.Writer, args ...string) error {
+	cmd, err := Command(o, args...)
+	if err != nil {
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, errOut
+	return cmd.Run()
+}

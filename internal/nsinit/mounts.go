@@ -1,0 +1,65 @@
+package nsinit
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// binds are the node's persistent directories: kept under u7s-admin's state directory on the
+// host, seen at their usual paths inside the namespace.
+var binds = []struct{ state, target string }{
+	{"kubelet", "/var/lib/kubelet"},
+	{"etcd", "/var/lib/etcd"},
+	{"cni/lib", "/var/lib/cni"},
+	{"cni/net.d", "/etc/cni/net.d"},
+	{"log/pods", "/var/log/pods"},
+	{"log/containers", "/var/log/containers"},
+}
+
+// Mounts prepares the namespace's file system. /var/log is not copied up by rootlesskit and is
+// the host's, which the namespace's root may not write: a tmpfs goes over it, with the node's
+// own log directory (u7s-admin's on the host) bound back in.
+func Mounts() error {
+	logFD, err := unix.Open(paths.LogDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", paths.LogDir, err)
+	}
+	defer unix.Close(logFD)
+	if err := unix.Mount("tmpfs", "/var/log", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return fmt.Errorf("mounting a tmpfs on /var/log: %w", err)
+	}
+	if err := bind(fmt.Sprintf("/proc/self/fd/%d", logFD), paths.LogDir); err != nil {
+		return err
+	}
+	for _, b := range binds {
+		src := filepath.Join(paths.State, b.state)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		if err := bind(src, b.target); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bind mounts src on target, replacing a copied-up symlink at target with a directory.
+func bind(src, target string) error {
+	if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("replacing the symlink %s: %w", target, err)
+		}
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s on %s: %w", src, target, err)
+	}
+	return nil
+}

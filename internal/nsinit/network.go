@@ -1,0 +1,64 @@
+package nsinit
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/u7s/u7s/internal/config"
+)
+
+// Interface is slirp4netns's tap device inside the namespace.
+const Interface = "tap0"
+
+// namespaceSysctls are per network namespace: the host's values do not carry over.
+var namespaceSysctls = map[string]string{
+	"net/ipv4/ip_forward": "1",
+	// Sockets may bind the host's address, which is not local here (see Network).
+	"net/ipv4/ip_nonlocal_bind": "1",
+	"net/ipv4/ping_group_range": "0 2147483647",
+	// kube-proxy's Service rules must see bridged pod traffic.
+	"net/bridge/bridge-nf-call-iptables":  "1",
+	"net/bridge/bridge-nf-call-ip6tables": "1",
+}
+
+// Network gives the namespace the host's address, so that the node's InternalIP is the host's
+// and not slirp4netns's 10.0.2.100, which every node shares. The address is put on tap0 (the
+// kubelet checks that its --node-ip is on an interface), but its route in the local table is
+// removed: traffic to the host's address still leaves through slirp4netns to the host, so that
+// the host's own services (a registry.local on this host) stay reachable, and the node's own
+// ports come back in through the port forwards.
+func Network(n *config.Node) error {
+	for k, v := range namespaceSysctls {
+		p := "/proc/sys/" + k
+		if _, err := os.Stat(p); err != nil {
+			continue // bridge sysctls appear only with br_netfilter
+		}
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("setting %s=%s inside the namespace: %w", strings.ReplaceAll(k, "/", "."), v, err)
+		}
+	}
+	ip := net.ParseIP(n.AdvertiseAddress).To4()
+	if ip == nil {
+		return fmt.Errorf("advertise address %q is not IPv4", n.AdvertiseAddress)
+	}
+	link, err := netlink.LinkByName(Interface)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", Interface, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", addr, Interface, err)
+	}
+	local := &netlink.Route{
+		Table: 255, Type: 2 /* RTN_LOCAL */, Dst: addr.IPNet, Src: ip, LinkIndex: link.Attrs().Index,
+		Scope: netlink.SCOPE_HOST, Protocol: 2, /* kernel */
+	}
+	if err := netlink.RouteDel(local); err != nil {
+		return fmt.Errorf("removing the local route of %s: %w", ip, err)
+	}
+	return nil
+}

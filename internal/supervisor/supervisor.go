@@ -1,0 +1,81 @@
+// Package supervisor is the node's long-running process, run as u7s-admin: the ExecStart of
+// the u7s systemd unit, or a detached process where systemd does not run. It joins the
+// delegated cgroups, creates the namespace (rootlesskit's parent) and forwards the node's ports.
+package supervisor
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/rootless-containers/rootlesskit/v3/pkg/port"
+	"github.com/rootless-containers/rootlesskit/v3/pkg/port/portutil"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/namespace"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// Run blocks for the life of the node.
+func Run() error {
+	log.SetPrefix("u7s supervisor: ")
+	n, err := config.Load()
+	if err != nil {
+		return err
+	}
+	evacuate := ""
+	switch n.Cgroup {
+	case cgroups.V1Delegated:
+		d, err := cgroups.LoadDelegation()
+		if err != nil {
+			return fmt.Errorf("loading the cgroup v1 delegation (made by root at init): %w", err)
+		}
+		if err := d.Join(os.Getpid()); err != nil {
+			return fmt.Errorf("joining the delegated cgroups: %w", err)
+		}
+	case cgroups.V2Delegated:
+		evacuate = "u7s-supervisor"
+	}
+	var specs []port.Spec
+	for _, s := range n.Ports {
+		sp, err := portutil.ParsePortSpec(s)
+		if err != nil {
+			return fmt.Errorf("node port %q: %w", s, err)
+		}
+		specs = append(specs, *sp)
+	}
+	if err := fsutil.WriteFileAtomic(paths.SupervisorPIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(paths.SupervisorPIDFile)
+	os.Remove(paths.ReadyFile)
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	go notifyWhenReady()
+	log.Printf("starting the namespace (cgroup mode %s)", n.Cgroup)
+	return namespace.RunParent(namespace.Config{
+		StateDir:        paths.RootlesskitStateDir,
+		MTU:             65520,
+		Publish:         specs,
+		TargetCmd:       []string{exe, "namespace-init"},
+		EvacuateCgroup2: evacuate,
+	})
+}
+
+// notifyWhenReady tells systemd (Type=notify) once cri-o answers inside the namespace.
+func notifyWhenReady() {
+	if err := namespace.WaitFile(paths.ReadyFile, 5*time.Minute, nil); err != nil {
+		log.Printf("%v", err)
+		return
+	}
+	log.Printf("node namespace is ready")
+	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+}

@@ -1,0 +1,24 @@
+// Package manifests holds the Kubernetes objects u7s deploys into the cluster, as YAML
+// embedded in the binary. The YAML is data: Go code (e.g. internal/flannel) decodes it
+// into typed objects and sets what depends on the node and the pinned versions.
+package manifests
+
+import (
+	"embed"
+	"fmt"
+)
+
+// KubeFlannel is flannel's DaemonSet and the objects it needs.
+const KubeFlannel = "kube-flannel.yml"
+
+//go:embed *.yml
+var files embed.FS
+
+// Get returns the embedded manifest name, e.g. KubeFlannel.
+func Get(name string) ([]byte, error) {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %q is not embedded in u7s: %w", name, err)
+	}
+	return b, nil
+}
