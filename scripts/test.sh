@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, then the end-to-end test on this host with real kubelet, cri-o,
+# etcd, registry and kubectl. The end-to-end test replaces any u7s node on this host and leaves
+# a fresh working one behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+[ "$(id -u)" = 0 ] || { echo "the tests need root (they run u7s init)" >&2; exit 1; }
+make host-deps
+if [ "$what" = all ] || [ "$what" = unit ]; then
+	echo "== unit tests"
+	go test ./cmd/... ./internal/... ./images/... ./manifests/...
+fi
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+	echo "== building and installing the node components"
+	make u7s components
+	make install
+	make images
+	echo "== end-to-end test (replaces any u7s node on this host)"
+	go test -tags e2e -count=1 -v -timeout 60m ./test/e2e/
+fi

@@ -1,0 +1,329 @@
+//go:build e2e
+
+// Package e2e runs u7s for real on this host: real kubelet, cri-o, etcd, registry and kubectl.
+// It needs root, the components installed (make install) and the images in the local
+// registry (make images). It replaces any u7s node on the host.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	u7s        = "/usr/bin/u7s"
+	kubeconfig = "/etc/kubernetes/admin.conf"
+)
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func must(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := run(t, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func kubectl(t *testing.T, args ...string) string { t.Helper(); return must(t, "kubectl", args...) }
+
+// eventually retries f until it returns nil or timeout passes.
+func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+// hostUnchanged asserts that a refused init changed nothing.
+func hostUnchanged(t *testing.T) {
+	t.Helper()
+	if _, err := user.Lookup("u7s-admin"); err == nil {
+		t.Errorf("a refused init created the user u7s-admin")
+	}
+	for _, p := range []string{"/etc/u7s/node.json", "/var/lib/u7s-admin", "/run/u7s", "/etc/kubernetes/admin.conf"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a refused init left %s", p)
+		}
+	}
+}
+
+func initNode(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	out, err := run(t, u7s, "init")
+	t.Logf("u7s init:\n%s", out)
+	if err != nil {
+		for _, f := range []string{"supervisor.log", "crio.log", "kubelet.log"} {
+			b, _ := exec.Command("tail", "-n", "40", "/var/log/u7s/"+f).CombinedOutput()
+			t.Logf("%s:\n%s", f, b)
+		}
+		t.Fatalf("u7s init: %v", err)
+	}
+	return time.Since(start)
+}
+
+func TestNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end test needs root")
+	}
+	// Start from a clean host.
+	must(t, u7s, "reset")
+	hostUnchanged(t)
+
+	t.Run("refuses bad input, changing nothing", func(t *testing.T) {
+		out, err := run(t, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", u7s, "init")
+		if err == nil || !strings.Contains(out, "must run as root") {
+			t.Errorf("init as non-root: want a must-run-as-root error, got %v: %s", err, out)
+		}
+		hostUnchanged(t)
+
+		l, lerr := net.Listen("tcp", "0.0.0.0:6443")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		out, err = run(t, u7s, "init")
+		l.Close()
+		if err == nil || !strings.Contains(out, "6443") {
+			t.Errorf("init with 6443 taken: want an error naming 6443, got %v: %s", err, out)
+		}
+		hostUnchanged(t)
+
+		must(t, "mv", "/usr/bin/newuidmap", "/usr/bin/newuidmap.u7s-e2e")
+		out, err = run(t, u7s, "init")
+		must(t, "mv", "/usr/bin/newuidmap.u7s-e2e", "/usr/bin/newuidmap")
+		if err == nil || !strings.Contains(out, "newuidmap") {
+			t.Errorf("init without newuidmap: want an error naming newuidmap, got %v: %s", err, out)
+		}
+		hostUnchanged(t)
+
+		cmd := exec.Command(u7s, "init")
+		cmd.Env = append(os.Environ(), "U7S_REGISTRY=registry.local/k8s-missing")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "registry.local/k8s-missing/kube-apiserver") {
+			t.Errorf("init with a registry lacking images: want the missing images named, got %v: %s", err, b)
+		}
+		hostUnchanged(t)
+	})
+
+	took := initNode(t)
+	t.Logf("FIGURE init-to-ready-seconds %.1f", took.Seconds())
+
+	t.Run("node Ready, kube-system running", func(t *testing.T) {
+		out := kubectl(t, "get", "nodes", "-o", "wide")
+		t.Log(out)
+		if !strings.Contains(out, " Ready ") {
+			t.Fatalf("node not Ready:\n%s", out)
+		}
+		host := strings.Fields(strings.Split(out, "\n")[1])[5]
+		if host == "10.0.2.100" {
+			t.Errorf("node InternalIP is slirp's 10.0.2.100, want the host's address")
+		}
+		pods := kubectl(t, "get", "pods", "-A", "-o", "wide")
+		t.Log(pods)
+		for _, p := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "kube-flannel-ds-"} {
+			if !strings.Contains(pods, p) {
+				t.Errorf("no %s pod", p)
+			}
+		}
+		if n := strings.Count(pods, "coredns-"); n != 2 {
+			t.Errorf("want 2 coredns pods, have %d", n)
+		}
+		if strings.Contains(pods, "Pending") || strings.Contains(pods, "CrashLoop") || strings.Contains(pods, "Error") {
+			t.Errorf("some pod is not running:\n%s", pods)
+		}
+	})
+
+	t.Run("process tree as the specification's", func(t *testing.T) {
+		ps := must(t, "ps", "-eo", "user:20,pid,ppid,comm")
+		owner := map[string]string{}
+		for _, l := range strings.Split(ps, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 4 {
+				owner[f[3]] = f[0]
+			}
+		}
+		for _, c := range []string{"kubelet", "crio", "slirp4netns", "conmon"} {
+			if owner[c] != "u7s-admin" {
+				t.Errorf("%s runs as %q, want u7s-admin", c, owner[c])
+			}
+		}
+		for _, c := range []string{"etcd", "kube-apiserver"} {
+			if owner[c] == "root" || owner[c] == "" {
+				t.Errorf("%s runs as %q, want u7s-admin or one of its subordinate ids", c, owner[c])
+			}
+		}
+		tree := must(t, "pstree", "-u", "u7s-admin")
+		t.Log(tree)
+		if !strings.Contains(tree, "conmon") || !strings.Contains(tree, "kubelet") {
+			t.Errorf("pstree lacks conmon or kubelet:\n%s", tree)
+		}
+	})
+
+	kubectl(t, "taint", "nodes", "--all", "node-role.kubernetes.io/control-plane:NoSchedule-")
+
+	t.Run("container uids map to u7s-admin and its subordinate ids", func(t *testing.T) {
+		apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: as-root}
+spec:
+  containers:
+  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"], securityContext: {runAsUser: 0}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: as-1000}
+spec:
+  containers:
+  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3601"], securityContext: {runAsUser: 1000}}
+`)
+		kubectl(t, "wait", "--for=condition=Ready", "pod/as-root", "pod/as-1000", "--timeout=120s")
+		u, _ := user.Lookup("u7s-admin")
+		uid, _ := strconv.Atoi(u.Uid)
+		if got := uidOf(t, "sleep 3600"); got != uid {
+			t.Errorf("container uid 0 is host uid %d, want u7s-admin (%d)", got, uid)
+		}
+		if got := uidOf(t, "sleep 3601"); got == 0 || got == uid || got < 65536 {
+			t.Errorf("container uid 1000 is host uid %d, want a subordinate id of u7s-admin", got)
+		}
+		kubectl(t, "delete", "pod", "as-root", "as-1000", "--now")
+	})
+
+	t.Run("memory limit enforced", func(t *testing.T) {
+		apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: registry.local/library/busybox:1.35.0
+    command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
+    resources: {limits: {memory: 64Mi}}
+`)
+		eventually(t, "hog OOM-killed", 90*time.Second, func() error {
+			out, _ := run(t, "kubectl", "get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.reason}")
+			if out != "OOMKilled" {
+				return fmt.Errorf("state %q", out)
+			}
+			return nil
+		})
+		kubectl(t, "delete", "pod", "hog", "--now")
+	})
+
+	t.Run("ClusterIP service and DNS", func(t *testing.T) {
+		apply(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"]}
+`)
+		kubectl(t, "rollout", "status", "deployment/web", "--timeout=120s")
+		kubectl(t, "wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
+		eventually(t, "service answers from another pod", 60*time.Second, func() error {
+			out, err := run(t, "kubectl", "exec", "client", "--", "wget", "-qO-", "-T", "3", "http://web.default.svc.cluster.local/hostname")
+			if err != nil || !strings.HasPrefix(out, "web-") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		eventually(t, "kubernetes.default resolves", 60*time.Second, func() error {
+			out, err := run(t, "kubectl", "exec", "client", "--", "nslookup", "kubernetes.default.svc.cluster.local")
+			if err != nil || !strings.Contains(out, "10.96.0.1") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		kubectl(t, "delete", "deployment/web", "service/web", "pod/client", "--now")
+	})
+
+	t.Run("init twice refused", func(t *testing.T) {
+		out, err := run(t, u7s, "init")
+		if err == nil || !strings.Contains(out, "u7s reset") {
+			t.Errorf("second init: want a refusal naming u7s reset, got %v: %s", err, out)
+		}
+		must(t, "kubectl", "get", "nodes")
+	})
+
+	t.Run("reset leaves nothing, init works again", func(t *testing.T) {
+		must(t, u7s, "reset")
+		hostUnchanged(t)
+		if out, _ := run(t, "pgrep", "-u", "u7s-admin"); strings.TrimSpace(out) != "" {
+			t.Errorf("processes left after reset: %s", out)
+		}
+		if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte("u7s")) {
+			t.Errorf("mounts left after reset")
+		}
+		must(t, u7s, "reset") // twice is fine
+		initNode(t)
+		kubectl(t, "get", "nodes")
+	})
+}
+
+func apply(t *testing.T, manifest string) {
+	t.Helper()
+	cmd := exec.Command("kubectl", "apply", "-f", "-")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdin = strings.NewReader(manifest)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, b)
+	}
+}
+
+// uidOf returns the host uid of the process whose command line is cmdline.
+func uidOf(t *testing.T, cmdline string) int {
+	t.Helper()
+	out := must(t, "ps", "-eo", "uid=,args=")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && strings.Join(f[1:], " ") == cmdline {
+			uid, _ := strconv.Atoi(f[0])
+			return uid
+		}
+	}
+	t.Fatalf("no process %q on the host", cmdline)
+	return -1
+}
