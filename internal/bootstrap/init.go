@@ -187,6 +187,9 @@ func Init(ctx context.Context, o InitOptions) (err error) {
 	if _, err := host.ApplySysctls(); err != nil {
 		return err
 	}
+	if err := host.EnsureTun(); err != nil {
+		return err
+	}
 	if err := makeDirs(u.UID, u.GID); err != nil {
 		return err
 	}

@@ -28,14 +28,20 @@ func newImagesBuildCommand() *cobra.Command {
 			"  u7s images build --bin-dir _output/bin --registry registry.local/k8s-p10 --oci-dir /srv/u7s-images",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return imagebuild.Run(cmd.Context(), o, cmd.OutOrStdout())
+			if o.Registry == "" {
+				o.Registry = os.Getenv("U7S_REGISTRY")
+			}
+			// Ctrl-C ends the build cleanly: the layers' temporary files are removed.
+			ctx, cancel := imagesSignalContext(cmd.Context())
+			defer cancel()
+			return imagebuild.Run(ctx, o, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.BinDir, "bin-dir", "_output/bin", "directory holding the binaries built by `make components`")
-	f.StringVar(&o.Registry, "registry", os.Getenv("U7S_REGISTRY"), "registry prefix of the node images, e.g. registry.local/k8s-p10 (default $U7S_REGISTRY)")
+	f.StringVar(&o.BinDir, "bin-dir", "_output/bin", "directory holding the binaries built by 'make components'")
+	f.StringVar(&o.Registry, "registry", "", "registry prefix of the node images, e.g. registry.local/k8s-p10 (default $U7S_REGISTRY)")
 	f.BoolVar(&o.Push, "push", false, "push the images to the registry")
-	f.StringVar(&o.OCIDir, "oci-dir", "", "also write the images to this OCI layout directory, for offline transfer")
+	f.StringVar(&o.OCIDir, "oci-dir", "", "write the images to this OCI layout directory, for offline transfer")
 	f.StringSliceVar(&o.Only, "only", nil, "build only these images (default: every node image)")
 	f.BoolVar(&o.TestImages, "test-images", false, "also build the test images busybox and agnhost")
 	f.BoolVar(&o.Insecure, "insecure", false, "push over plain HTTP (always on for registry.local)")

@@ -19,10 +19,12 @@ type State struct {
 	AddedSubGIDs []IDRange `json:"addedSubGIDs,omitempty"`
 	// Sysctls are the values ApplySysctls changed, with what they were before.
 	Sysctls []SysctlChange `json:"sysctls,omitempty"`
+	// TunMode is /dev/net/tun's mode before EnsureTun opened it to every user (0: untouched).
+	TunMode os.FileMode `json:"tunMode,omitempty"`
 }
 
 func (st State) empty() bool {
-	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0
+	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0 && st.TunMode == 0
 }
 
 // LoadState reads paths.HostStateFile; a missing file is an empty State.

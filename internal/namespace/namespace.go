@@ -5,6 +5,7 @@
 package namespace
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +101,13 @@ func RunParent(c Config) error {
 		return fmt.Errorf("builtin port driver: %w", err)
 	}
 	// The child learns its target from the environment: it re-execs with our own argv.
-	os.Setenv(targetEnvKey, strings.Join(c.TargetCmd, "\x00"))
+	target, err := json.Marshal(c.TargetCmd)
+	if err != nil {
+		return err
+	}
+	if err := os.Setenv(targetEnvKey, string(target)); err != nil {
+		return err
+	}
 	if c.EvacuateCgroup2 != "" {
 		os.Setenv(evacuateEnvKey, "1")
 	}
@@ -128,13 +135,12 @@ func RunParent(c Config) error {
 // RunChild is the body of the rootlesskit child: it finishes the namespace (copy-up, network,
 // ports) and then runs the target command, reaping orphans as the PID namespace's init.
 func RunChild() error {
-	target := strings.Split(os.Getenv(targetEnvKey), "\x00")
-	if len(target) == 0 || target[0] == "" {
+	var target []string
+	if err := json.Unmarshal([]byte(os.Getenv(targetEnvKey)), &target); err != nil || len(target) == 0 {
 		return errors.New("namespace child: no target command in the environment")
 	}
-	os.Unsetenv(targetEnvKey)
+	// The keys stay set: the child re-execs itself once to gain its capabilities.
 	evacuate := os.Getenv(evacuateEnvKey) != ""
-	os.Unsetenv(evacuateEnvKey)
 	return child.Child(child.Opt{
 		PipeFDEnvKey:              pipeFDEnvKey,
 		RunActivationHelperEnvKey: runActivationHelperEnvKey,

@@ -19,7 +19,6 @@ var namespaceSysctls = map[string]string{
 	"net/ipv4/ip_forward": "1",
 	// Sockets may bind the host's address, which is not local here (see Network).
 	"net/ipv4/ip_nonlocal_bind": "1",
-	"net/ipv4/ping_group_range": "0 2147483647",
 	// kube-proxy's Service rules must see bridged pod traffic.
 	"net/bridge/bridge-nf-call-iptables":  "1",
 	"net/bridge/bridge-nf-call-ip6tables": "1",
@@ -39,6 +38,12 @@ func Network(n *config.Node) error {
 		}
 		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
 			return fmt.Errorf("setting %s=%s inside the namespace: %w", strings.ReplaceAll(k, "/", "."), v, err)
+		}
+	}
+	// Unprivileged ICMP sockets for every group; only groups mapped into the namespace count.
+	if max := maxMappedGID(); max > 0 {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(fmt.Sprintf("0 %d", max)), 0o644); err != nil {
+			return fmt.Errorf("setting net.ipv4.ping_group_range inside the namespace: %w", err)
 		}
 	}
 	ip := net.ParseIP(n.AdvertiseAddress).To4()
@@ -61,4 +66,20 @@ func Network(n *config.Node) error {
 		return fmt.Errorf("removing the local route of %s: %w", ip, err)
 	}
 	return nil
+}
+
+// maxMappedGID is the highest group id mapped into this user namespace.
+func maxMappedGID() int {
+	b, err := os.ReadFile("/proc/self/gid_map")
+	if err != nil {
+		return 0
+	}
+	max := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		var inside, outside, count int
+		if _, err := fmt.Sscan(line, &inside, &outside, &count); err == nil && inside+count-1 > max {
+			max = inside + count - 1
+		}
+	}
+	return max
 }
