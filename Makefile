@@ -1,0 +1,79 @@
+# u7s: build, provision and test a rootless Kubernetes node.
+# Every pinned version comes from internal/version/versions.env.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+include internal/version/versions.env
+
+GO ?= go
+OUTPUT := _output
+BIN := $(OUTPUT)/bin
+U7S := $(BIN)/u7s
+REGISTRY ?= registry.local/k8s-p10
+# `make components COMPONENTS="crio runc"` builds only those.
+COMPONENTS ?=
+
+U7S_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# Kubernetes' version stamps, the same for every Kubernetes binary and for u7s itself: u7s links
+# kubeadm, and kubeadm picks its image tags and checks from component-base's version.
+# buildDate and gitCommit are the release's own (from the module proxy), so builds are reproducible.
+# Evaluated once, and only by targets that use it.
+KUBE_RELEASE_INFO = $(eval KUBE_RELEASE_INFO := $$(shell $(GO) mod download -json k8s.io/kubernetes@$(KUBERNETES_VERSION) 2>/dev/null \
+	| jq -r '.Info // empty' | xargs -r jq -r '"\(.Time) \(.Origin.Hash // "")"' 2>/dev/null))$(KUBE_RELEASE_INFO)
+KUBE_VERSION_PARTS = $(subst ., ,$(patsubst v%,%,$(KUBERNETES_VERSION)))
+KUBE_VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
+KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
+	-X $(p).gitVersion=$(KUBERNETES_VERSION) \
+	-X $(p).gitMajor=$(word 1,$(KUBE_VERSION_PARTS)) \
+	-X $(p).gitMinor=$(word 2,$(KUBE_VERSION_PARTS)) \
+	-X $(p).gitTreeState=archive \
+	-X $(p).gitCommit=$(word 2,$(KUBE_RELEASE_INFO)) \
+	-X $(p).buildDate=$(or $(word 1,$(KUBE_RELEASE_INFO)),1970-01-01T00:00:00Z))
+
+U7S_LDFLAGS = -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
+
+.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags
+
+all: u7s components
+
+host-deps:
+	@scripts/host-deps.sh
+
+u7s:
+	$(GO) build -trimpath -ldflags '$(strip $(U7S_LDFLAGS))' -o $(U7S) ./cmd/u7s
+
+components:
+	@KUBE_LDFLAGS='$(strip $(KUBE_LDFLAGS))' scripts/build-components.sh $(COMPONENTS)
+
+install:
+	@scripts/install.sh
+
+images: u7s components registry
+	$(U7S) images build --bin-dir $(BIN) --registry $(REGISTRY) --push
+
+registry:
+	scripts/local-registry.sh start
+
+unit:
+	$(GO) test ./cmd/... ./internal/... ./images/...
+
+cluster:
+	scripts/cluster.sh
+
+test:
+	scripts/test.sh
+
+e2e:
+	scripts/test.sh e2e
+
+bench:
+	scripts/bench.sh
+
+clean:
+	rm -rf $(OUTPUT)
+
+# For scripts/build-components.sh run by hand.
+print-kube-ldflags:
+	@echo '$(strip $(KUBE_LDFLAGS))'

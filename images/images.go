@@ -1,0 +1,309 @@
+// Package images describes the OCI images a u7s node runs: which binaries of the local build
+// (`make components`, --bin-dir) and which host files each one carries, where they go, and how
+// the image starts. internal/imagebuild assembles and pushes them; this package is only data,
+// so that the layout the consumers (kubeadm's static pods, the kube-proxy DaemonSet, flannel's
+// manifest, cri-o's pause_command) depend on is written down in one place.
+package images
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/u7s/u7s/internal/version"
+)
+
+// Binary is a file of --bin-dir copied into the image as an executable.
+type Binary struct {
+	// Name is the file name in --bin-dir.
+	Name string
+	// Path is its absolute path in the image.
+	Path string
+	// Optional binaries are skipped when --bin-dir lacks them.
+	Optional bool
+}
+
+// HostFile is a file of the build host copied into the image, together with the shared
+// libraries it needs when it is a dynamic ELF file.
+type HostFile struct {
+	// Src is the host path, or a glob whose matches all go into the directory Path.
+	Src string
+	// Path is the absolute path in the image (the directory, when Src is a glob).
+	Path string
+	// Package is the Debian package that provides Src, named in the error when it is missing.
+	Package string
+	// Optional files are skipped when the host lacks them.
+	Optional bool
+}
+
+// IsGlob reports whether Src names a set of files.
+func (f HostFile) IsGlob() bool { return strings.ContainsAny(f.Src, "*?[") }
+
+// Link is a symbolic link in the image.
+type Link struct {
+	Path   string
+	Target string
+}
+
+// Busybox adds the host's static busybox and links to its applets.
+type Busybox struct {
+	// Applets to link in Dir; nil links every applet of `busybox --list`.
+	Applets []string
+}
+
+// BusyboxSrc is the host busybox the images carry: Debian's busybox-static.
+const BusyboxSrc = "/bin/busybox"
+
+// BusyboxPackage provides BusyboxSrc.
+const BusyboxPackage = "busybox-static"
+
+// BusyboxPath is where busybox and its applet links go in an image.
+const BusyboxPath = "/bin/busybox"
+
+// Config is the part of the OCI image config that says how a container starts.
+type Config struct {
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	// User is "uid[:gid]"; empty means root.
+	User       string
+	WorkingDir string
+}
+
+// Spec is one image.
+type Spec struct {
+	// Name is the image's short name, as given to --only.
+	Name string
+	// Repository is the path of the image under the registry prefix (under the registry host
+	// for test images).
+	Repository string
+	Tag        string
+	// Test images (busybox, agnhost) live where the e2e suite expects them: under the
+	// registry host, not under the platform path of --registry.
+	Test      bool
+	Binaries  []Binary
+	HostFiles []HostFile
+	Links     []Link
+	Busybox   *Busybox
+	Config    Config
+}
+
+// Reference is the image's full name under registry, e.g. "registry.local/k8s-p10/pause:3.10.1"
+// or, for a test image, "registry.local/library/busybox:1.35.0".
+func (s Spec) Reference(registry string) string {
+	prefix := strings.TrimSuffix(registry, "/")
+	if s.Test {
+		prefix = RegistryHost(registry)
+	}
+	return prefix + "/" + s.Repository + ":" + s.Tag
+}
+
+// RegistryHost is the host[:port] part of a registry prefix such as "registry.local/k8s-p10".
+func RegistryHost(registry string) string {
+	host, _, _ := strings.Cut(strings.TrimSuffix(registry, "/"), "/")
+	return host
+}
+
+// File is a generated file every image carries.
+type File struct {
+	Path    string
+	Content string
+	Mode    uint32
+}
+
+// Dir is a directory every image carries.
+type Dir struct {
+	Path string
+	Mode uint32
+}
+
+// Base is what every image has besides its own files: the directories programs and runtimes
+// expect to exist, and account files so that "root" and "nobody" resolve.
+var Base = struct {
+	Dirs  []Dir
+	Files []File
+	Links []Link
+}{
+	Dirs: []Dir{
+		{Path: "/etc", Mode: 0o755},
+		{Path: "/root", Mode: 0o700},
+		{Path: "/run", Mode: 0o755},
+		{Path: "/tmp", Mode: 0o1777},
+		{Path: "/var", Mode: 0o755},
+	},
+	Files: []File{
+		{Path: "/etc/passwd", Mode: 0o644, Content: "root:x:0:0:root:/root:/bin/sh\n" +
+			"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
+		{Path: "/etc/group", Mode: 0o644, Content: "root:x:0:\nnobody:x:65534:\n"},
+	},
+	// Service account tokens are mounted below /var/run: keep it the /run of the image.
+	Links: []Link{{Path: "/var/run", Target: "../run"}},
+}
+
+// Path is the PATH of every image; kubeadm's static pods run their commands by bare name.
+const Path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// XtablesDir is where iptables looks for its extension modules (Debian's XTABLES_LIBDIR).
+const XtablesDir = "/usr/lib/x86_64-linux-gnu/xtables"
+
+// xtablesMulti is iptables-nft's multi-call binary; every iptables command is a link to it.
+const xtablesMulti = "/usr/sbin/xtables-nft-multi"
+
+// IptablesFiles is the iptables userland, nft variant, that kube-proxy and flannel execute.
+// The shared libraries and the dynamic loader are added by following the ELF files' needs.
+var IptablesFiles = []HostFile{
+	{Src: xtablesMulti, Path: xtablesMulti, Package: "iptables"},
+	{Src: XtablesDir + "/*.so", Path: XtablesDir, Package: "iptables"},
+	// iptables resolves protocol and service names (-p, --dport http) through these.
+	{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
+	{Src: "/etc/services", Path: "/etc/services", Package: "netbase", Optional: true},
+	// kube-proxy clears stale UDP conntrack entries with it.
+	{Src: "/usr/sbin/conntrack", Path: "/usr/sbin/conntrack", Package: "conntrack", Optional: true},
+}
+
+// IptablesLinks are the commands of the iptables userland, all served by xtables-nft-multi.
+var IptablesLinks = func() []Link {
+	var links []Link
+	for _, family := range []string{"iptables", "ip6tables"} {
+		for _, variant := range []string{"", "-nft"} {
+			for _, suffix := range []string{"", "-save", "-restore"} {
+				links = append(links, Link{Path: "/usr/sbin/" + family + variant + suffix, Target: "xtables-nft-multi"})
+			}
+		}
+	}
+	return links
+}()
+
+func kubeImage(name string) Spec {
+	bin := "/usr/local/bin/" + name
+	return Spec{
+		Name:       name,
+		Repository: name,
+		// kubeadm's tag of a version (KubernetesVersionToImageTag).
+		Tag:      strings.ReplaceAll(version.Pinned.Kubernetes, "+", "_"),
+		Binaries: []Binary{{Name: name, Path: bin}},
+		Config:   Config{Entrypoint: []string{bin}, Env: []string{"PATH=" + Path}},
+	}
+}
+
+// All returns every image u7s builds, node images first, then test images.
+func All() []Spec {
+	kubeProxy := kubeImage("kube-proxy")
+	kubeProxy.HostFiles = append(append([]HostFile{}, IptablesFiles...),
+		// Only the nftables proxy mode runs nft; the iptables mode merely cleans up with it.
+		HostFile{Src: "/usr/sbin/nft", Path: "/usr/sbin/nft", Package: "nftables", Optional: true})
+	kubeProxy.Links = IptablesLinks
+
+	return []Spec{
+		kubeImage("kube-apiserver"),
+		kubeImage("kube-controller-manager"),
+		kubeImage("kube-scheduler"),
+		kubeProxy,
+		{
+			Name:       "etcd",
+			Repository: "etcd",
+			Tag:        version.Pinned.EtcdImageTag,
+			Binaries: []Binary{
+				{Name: "etcd", Path: "/usr/local/bin/etcd"},
+				{Name: "etcdctl", Path: "/usr/local/bin/etcdctl", Optional: true},
+				{Name: "etcdutl", Path: "/usr/local/bin/etcdutl", Optional: true},
+			},
+			Config: Config{Entrypoint: []string{"/usr/local/bin/etcd"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			Name:       "coredns",
+			Repository: "coredns",
+			Tag:        version.Pinned.CoreDNS,
+			Binaries:   []Binary{{Name: "coredns", Path: "/coredns"}},
+			// Runs as the namespace's root: kubeadm's Deployment grants only NET_BIND_SERVICE,
+			// which a non-root user gets only from a file capability (upstream setcap's the
+			// binary), and file capabilities do not survive a rootless unpack reliably.
+			Config: Config{Entrypoint: []string{"/coredns"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			Name:       "pause",
+			Repository: "pause",
+			Tag:        version.Pinned.PauseImageTag,
+			Binaries:   []Binary{{Name: "pause", Path: "/pause"}},
+			Config:     Config{Entrypoint: []string{"/pause"}, User: "65535:65535"},
+		},
+		{
+			Name:       "flannel",
+			Repository: "flannel",
+			Tag:        version.Pinned.Flannel,
+			Binaries:   []Binary{{Name: "flanneld", Path: "/opt/bin/flanneld"}},
+			HostFiles:  IptablesFiles,
+			Links:      IptablesLinks,
+			// The install-cni init container of flannel's manifest runs `cp`.
+			Busybox: &Busybox{Applets: []string{"cp"}},
+			Config:  Config{Entrypoint: []string{"/opt/bin/flanneld"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			Name:       "busybox",
+			Repository: "library/busybox",
+			Tag:        version.Pinned.BusyboxTag,
+			Test:       true,
+			Busybox:    &Busybox{},
+			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			Name:       "agnhost",
+			Repository: "e2e-test-images/agnhost",
+			Tag:        version.Pinned.AgnhostTag,
+			Test:       true,
+			Binaries:   []Binary{{Name: "agnhost", Path: "/agnhost"}},
+			// e2e tests exec shell commands in agnhost containers.
+			Busybox: &Busybox{},
+			Config:  Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=" + Path}},
+		},
+	}
+}
+
+// Lookup returns the image named name.
+func Lookup(name string) (Spec, bool) {
+	for _, s := range All() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
+// Names lists the short names of all images.
+func Names() []string {
+	var names []string
+	for _, s := range All() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// Select returns the images named in only (all node images when only is empty), plus the test
+// images when testImages is set, in the order of All.
+func Select(only []string, testImages bool) ([]Spec, error) {
+	want := map[string]bool{}
+	for _, n := range only {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if _, ok := Lookup(n); !ok {
+			known := Names()
+			sort.Strings(known)
+			return nil, fmt.Errorf("unknown image %q: known images are %s", n, strings.Join(known, ", "))
+		}
+		want[n] = true
+	}
+	var out []Spec
+	for _, s := range All() {
+		switch {
+		case want[s.Name]:
+		case len(want) == 0 && !s.Test:
+		case testImages && s.Test:
+		default:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Builds every third-party binary of a u7s node into _output/bin, from source fetched through the Go
+# module proxy, at the versions pinned in internal/version/versions.env.
+#
+#   scripts/build-components.sh [component...]      (default: all; see COMPONENTS below)
+#
+# Kubernetes binaries (and agnhost) build from u7s's own module: go.mod pins them with `tool`
+# directives. Other projects build in a writable copy of their module under _output/src with their
+# own go.mod/go.sum. A component is skipped when its stamp (_output/stamps) records the same inputs:
+# version, build recipe, Go version (and for our module, go.mod). Build logs go to _output/logs.
+# KUBE_LDFLAGS comes from the Makefile (`make components`); run by hand, it is asked from make.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=../internal/version/versions.env
+. internal/version/versions.env
+
+OUT=$ROOT/_output
+BIN=$OUT/bin
+SRC=$OUT/src
+STAMPS=$OUT/stamps
+LOGS=$OUT/logs
+GO=${GO:-go}
+GOVERSION=$($GO env GOVERSION)
+# Only the project's own builds use the repository's settings; every build here is by explicit version.
+export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+
+COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
+	crio pinns runc cni-plugins etcd coredns flanneld pause)
+CNI_PLUGINS=(bridge host-local loopback portmap)
+
+log() { printf '[components] %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "$1 is missing; install the build dependencies with: make host-deps"
+}
+need jq
+need "$GO"
+
+if [[ -z ${KUBE_LDFLAGS:-} ]]; then
+	KUBE_LDFLAGS=$(make -s --no-print-directory -C "$ROOT" print-kube-ldflags)
+fi
+[[ $KUBE_LDFLAGS == *"gitVersion=$KUBERNETES_VERSION"* ]] ||
+	die "KUBE_LDFLAGS does not stamp $KUBERNETES_VERSION; run through: make components"
+
+# --- module sources -------------------------------------------------------------------------------
+
+# module_src NAME MODULE VERSION: downloads MODULE@VERSION through the proxy and copies it to a
+# writable _output/src/NAME (the module cache is read-only). Sets MOD_DIR, MOD_TIME (commit time,
+# RFC 3339) and MOD_HASH (commit hash when the proxy knows it, else the version).
+# A module the checksum database lacks is fetched with GONOSUMDB for that module only, and listed
+# in _output/gonosumdb.txt.
+module_src() {
+	local name=$1 mod=$2 ver=$3 json info nosumdb=
+	if ! json=$($GO mod download -json "$mod@$ver" 2>&1); then
+		if grep -qiE 'sum\.golang\.org|checksum database|verifying' <<<"$json"; then
+			log "$mod@$ver is not in the checksum database; fetching it with GONOSUMDB=$mod"
+			nosumdb=$mod
+			json=$(GONOSUMDB=$mod $GO mod download -json "$mod@$ver") ||
+				die "cannot download $mod@$ver even without the checksum database: $json"
+			grep -qxF "$mod@$ver" "$OUT/gonosumdb.txt" 2>/dev/null || echo "$mod@$ver" >>"$OUT/gonosumdb.txt"
+		else
+			die "cannot download $mod@$ver through the module proxy ($($GO env GOPROXY)): $json"
+		fi
+	fi
+	info=$(jq -r .Info <<<"$json")
+	MOD_TIME=$(jq -r '.Time' "$info")
+	MOD_HASH=$(jq -r --arg v "$ver" '.Origin.Hash // $v' <<<"$json")
+	MOD_DIR=$SRC/$name
+	MOD_NOSUMDB=$nosumdb
+	# Reuse the copy when it is of this version (crio and pinns share one).
+	if [[ $(cat "$MOD_DIR/.u7s-module" 2>/dev/null) != "$mod@$ver" ]]; then
+		rm -rf "$MOD_DIR"
+		cp -a "$(jq -r .Dir <<<"$json")" "$MOD_DIR"
+		chmod -R u+w "$MOD_DIR"
+		echo "$mod@$ver" >"$MOD_DIR/.u7s-module"
+	fi
+}
+
+# mod_go ARGS...: go in a copied module, resolving with its own go.mod/go.sum.
+mod_go() {
+	GOFLAGS="-mod=mod -buildvcs=false" GONOSUMDB=${MOD_NOSUMDB:-${GONOSUMDB:-}} $GO "$@"
+}
+
+# put NAME FILE: moves a freshly built FILE into _output/bin/NAME in one rename.
+put() {
+	mv -f "$2" "$BIN/$1"
+}
+
+# --- recipes (each runs in its own subshell with set -e, output to _output/logs/NAME.log) ---------
+
+kube_build() { # NAME PACKAGE: a static Kubernetes binary from our module, pinned by go.mod's tools.
+	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w $KUBE_LDFLAGS" -o "$BIN/.$1.tmp" "$2"
+	put "$1" "$BIN/.$1.tmp"
+}
+build_kubelet() { kube_build kubelet k8s.io/kubernetes/cmd/kubelet; }
+build_kube_apiserver() { kube_build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
+build_kube_controller_manager() { kube_build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; }
+build_kube_scheduler() { kube_build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler; }
+build_kube_proxy() { kube_build kube-proxy k8s.io/kubernetes/cmd/kube-proxy; }
+build_kubectl() { kube_build kubectl k8s.io/kubernetes/cmd/kubectl; }
+build_agnhost() { kube_build agnhost k8s.io/kubernetes/test/images/agnhost; }
+
+# cri-o runs on the host: cgo with libseccomp so RuntimeDefault seccomp is enforced (the pure-Go
+# build runs such pods unconfined); no btrfs/devicemapper graph drivers; signatures via Go openpgp
+# instead of gpgme.
+CRIO_TAGS="seccomp containers_image_openpgp containers_image_ostree_stub exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper"
+build_crio() {
+	pkg-config --exists libseccomp || die "libseccomp-dev is missing; run: make host-deps"
+	module_src cri-o github.com/cri-o/cri-o "$CRIO_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=1 mod_go build -trimpath -tags "$CRIO_TAGS" \
+		-ldflags "-s -w -X github.com/cri-o/cri-o/internal/version.buildDate=$MOD_TIME" \
+		-o "$BIN/.crio.tmp" ./cmd/crio
+	put crio "$BIN/.crio.tmp"
+}
+
+# pinns (C, in cri-o's pinns/) pins namespaces for cri-o; its own Makefile links it statically.
+build_pinns() {
+	module_src cri-o github.com/cri-o/cri-o "$CRIO_VERSION"
+	make -C "$MOD_DIR/pinns" clean
+	make -C "$MOD_DIR/pinns"
+	cp "$MOD_DIR/bin/pinns" "$BIN/.pinns.tmp"
+	put pinns "$BIN/.pinns.tmp"
+}
+
+# runc as upstream releases it: cgo (libcontainer's nsenter), seccomp, linked static-pie so it
+# needs nothing from the host.
+build_runc() {
+	pkg-config --exists libseccomp || die "libseccomp-dev is missing; run: make host-deps"
+	module_src runc github.com/opencontainers/runc "$RUNC_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=1 mod_go build -trimpath -buildmode=pie -tags "seccomp urfave_cli_no_docs netgo osusergo" \
+		-ldflags "-s -w -X main.gitCommit=$MOD_HASH -linkmode external -extldflags -static-pie" \
+		-o "$BIN/.runc.tmp" .
+	put runc "$BIN/.runc.tmp"
+}
+
+build_cni_plugins() {
+	module_src cni-plugins github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION"
+	cd "$MOD_DIR"
+	rm -rf .u7s-out && mkdir .u7s-out
+	CGO_ENABLED=0 mod_go build -trimpath \
+		-ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+		-o .u7s-out/ ./plugins/main/bridge ./plugins/ipam/host-local ./plugins/main/loopback ./plugins/meta/portmap
+	local p
+	for p in "${CNI_PLUGINS[@]}"; do put "$p" ".u7s-out/$p"; done
+}
+
+# etcd's server module points its sibling modules at ../ with replace directives, which a module
+# copy does not have: drop them so the pinned requirements (all $ETCD_VERSION) resolve from the proxy.
+build_etcd() {
+	module_src etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+	cd "$MOD_DIR"
+	local r
+	for r in $($GO mod edit -json | jq -r '.Replace[]? | select(.New.Path | startswith("../")) | .Old.Path'); do
+		$GO mod edit -dropreplace="$r"
+	done
+	CGO_ENABLED=0 mod_go build -trimpath \
+		-ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$MOD_HASH" \
+		-o "$BIN/.etcd.tmp" .
+	put etcd "$BIN/.etcd.tmp"
+}
+
+build_coredns() {
+	module_src coredns github.com/coredns/coredns "$COREDNS_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=0 mod_go build -trimpath \
+		-ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$MOD_HASH" \
+		-o "$BIN/.coredns.tmp" .
+	put coredns "$BIN/.coredns.tmp"
+}
+
+# flannel's udp backend is cgo on amd64; upstream links it statically, as here.
+build_flanneld() {
+	module_src flannel github.com/flannel-io/flannel "$FLANNEL_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=1 mod_go build -trimpath -tags "netgo osusergo" \
+		-ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION -extldflags -static" \
+		-o "$BIN/.flanneld.tmp" .
+	put flanneld "$BIN/.flanneld.tmp"
+}
+
+build_pause() {
+	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w" -o "$BIN/.pause.tmp" ./images/pause
+	put pause "$BIN/.pause.tmp"
+}
+
+# --- driver ---------------------------------------------------------------------------------------
+
+# inputs NAME: what a component is built from; a change rebuilds it.
+inputs() {
+	local fn=build_${1//-/_}
+	echo "$GOVERSION"
+	declare -f "$fn" module_src mod_go put
+	case $1 in
+	kube* | agnhost) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS"; declare -f kube_build; cat go.mod ;;
+	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
+	pinns) echo "$CRIO_VERSION" ;;
+	runc) echo "$RUNC_VERSION" ;;
+	cni-plugins) echo "$CNI_PLUGINS_VERSION ${CNI_PLUGINS[*]}" ;;
+	etcd) echo "$ETCD_VERSION" ;;
+	coredns) echo "$COREDNS_VERSION" ;;
+	flanneld) echo "$FLANNEL_VERSION" ;;
+	pause) cat go.mod images/pause/*.go ;;
+	esac
+}
+
+# outputs NAME: the binaries a component puts in _output/bin.
+outputs() {
+	case $1 in
+	cni-plugins) echo "${CNI_PLUGINS[@]}" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+version_of() {
+	case $1 in
+	kube* | agnhost) echo "$KUBERNETES_VERSION" ;;
+	crio | pinns) echo "$CRIO_VERSION" ;;
+	runc) echo "$RUNC_VERSION" ;;
+	cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
+	etcd) echo "$ETCD_VERSION" ;;
+	coredns) echo "$COREDNS_VERSION" ;;
+	flanneld) echo "$FLANNEL_VERSION" ;;
+	pause) echo "$PAUSE_IMAGE_TAG" ;;
+	esac
+}
+
+size_of() {
+	local f total=0
+	for f in $(outputs "$1"); do total=$((total + $(stat -c %s "$BIN/$f"))); done
+	awk -v b="$total" 'BEGIN { printf "%.1f MiB", b / 1048576 }'
+}
+
+build() {
+	local name=$1 fn=build_${1//-/_} key stamp=$STAMPS/$1 f fresh=1 start rc
+	key=$(inputs "$name" | sha256sum | cut -d' ' -f1)
+	for f in $(outputs "$name"); do [[ -x $BIN/$f ]] || fresh=0; done
+	if ((fresh)) && [[ $(cat "$stamp" 2>/dev/null) == "$key" ]]; then
+		printf '[components] %-24s %-9s up to date          %10s\n' "$name" "$(version_of "$name")" "$(size_of "$name")"
+		return
+	fi
+	start=$SECONDS
+	rm -f "$stamp"
+	set +e
+	(
+		set -e
+		"$fn"
+	) >"$LOGS/$name.log" 2>&1
+	rc=$?
+	set -e
+	if ((rc != 0)); then
+		tail -n 40 "$LOGS/$name.log" >&2
+		die "building $name failed (exit $rc); full log: $LOGS/$name.log"
+	fi
+	echo "$key" >"$stamp"
+	printf '[components] %-24s %-9s built in %5ds     %10s\n' "$name" "$(version_of "$name")" $((SECONDS - start)) "$(size_of "$name")"
+}
+
+main() {
+	local want=("$@") c total=$SECONDS
+	((${#want[@]})) || want=("${COMPONENTS[@]}")
+	for c in "${want[@]}"; do
+		[[ " ${COMPONENTS[*]} " == *" $c "* ]] || die "unknown component $c; known: ${COMPONENTS[*]}"
+	done
+	mkdir -p "$BIN" "$SRC" "$STAMPS" "$LOGS"
+	for c in "${want[@]}"; do build "$c"; done
+	log "done in $((SECONDS - total))s; binaries in ${BIN#"$ROOT"/}"
+}
+
+main "$@"
