@@ -18,6 +18,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/namespace"
+	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -48,6 +49,9 @@ func Run() error {
 			return fmt.Errorf("node port %q: %w", s, err)
 		}
 		specs = append(specs, *sp)
+	}
+	if pid := node.SupervisorPID(); pid != 0 && pid != os.Getpid() {
+		return fmt.Errorf("the node's supervisor already runs (pid %d)", pid)
 	}
 	if err := fsutil.WriteFileAtomic(paths.SupervisorPIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
