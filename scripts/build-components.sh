@@ -94,8 +94,8 @@ put() {
 
 # --- recipes (each runs in its own subshell with set -e, output to _output/logs/NAME.log) ---------
 
-kube_build() { # NAME PACKAGE: a static Kubernetes binary from our module, pinned by go.mod's tools.
-	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w $KUBE_LDFLAGS" -o "$BIN/.$1.tmp" "$2"
+kube_build() { # NAME PACKAGE [LDFLAGS]: a static Kubernetes binary from our module, pinned by go.mod's tools.
+	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w $KUBE_LDFLAGS ${3:-}" -o "$BIN/.$1.tmp" "$2"
 	put "$1" "$BIN/.$1.tmp"
 }
 build_kubelet() { kube_build kubelet k8s.io/kubernetes/cmd/kubelet; }
@@ -104,7 +104,14 @@ build_kube_controller_manager() { kube_build kube-controller-manager k8s.io/kube
 build_kube_scheduler() { kube_build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler; }
 build_kube_proxy() { kube_build kube-proxy k8s.io/kubernetes/cmd/kube-proxy; }
 build_kubectl() { kube_build kubectl k8s.io/kubernetes/cmd/kubectl; }
-build_agnhost() { kube_build agnhost k8s.io/kubernetes/test/images/agnhost; }
+# agnhost is versioned apart from Kubernetes (its VERSION file); the image tag must match it.
+build_agnhost() {
+	local want
+	want=$(cat "$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION")
+	[[ $want == "$AGNHOST_IMAGE_TAG" ]] ||
+		die "Kubernetes $KUBERNETES_VERSION ships agnhost $want but versions.env pins AGNHOST_IMAGE_TAG=$AGNHOST_IMAGE_TAG; make them equal"
+	kube_build agnhost k8s.io/kubernetes/test/images/agnhost "-X main.Version=$AGNHOST_IMAGE_TAG"
+}
 
 # cri-o runs on the host: cgo with libseccomp so RuntimeDefault seccomp is enforced (the pure-Go
 # build runs such pods unconfined); no btrfs/devicemapper graph drivers; signatures via Go openpgp
@@ -114,6 +121,9 @@ build_crio() {
 	pkg-config --exists libseccomp || die "libseccomp-dev is missing; run: make host-deps"
 	module_src cri-o github.com/cri-o/cri-o "$CRIO_VERSION"
 	cd "$MOD_DIR"
+	# The module proxy refuses go-criu v8.1.0 ("not available", 403); v8.2.0 is the next release
+	# of the same major version and is served.
+	$GO mod edit -require=github.com/checkpoint-restore/go-criu/v8@v8.2.0
 	CGO_ENABLED=1 mod_go build -trimpath -tags "$CRIO_TAGS" \
 		-ldflags "-s -w -X github.com/cri-o/cri-o/internal/version.buildDate=$MOD_TIME" \
 		-o "$BIN/.crio.tmp" ./cmd/crio
@@ -199,7 +209,7 @@ inputs() {
 	echo "$GOVERSION"
 	declare -f "$fn" module_src mod_go put
 	case $1 in
-	kube* | agnhost) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS"; declare -f kube_build; cat go.mod ;;
+	kube* | agnhost) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
 	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
 	pinns) echo "$CRIO_VERSION" ;;
 	runc) echo "$RUNC_VERSION" ;;
@@ -221,7 +231,8 @@ outputs() {
 
 version_of() {
 	case $1 in
-	kube* | agnhost) echo "$KUBERNETES_VERSION" ;;
+	kube*) echo "$KUBERNETES_VERSION" ;;
+	agnhost) echo "$AGNHOST_IMAGE_TAG" ;;
 	crio | pinns) echo "$CRIO_VERSION" ;;
 	runc) echo "$RUNC_VERSION" ;;
 	cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
@@ -257,7 +268,9 @@ build() {
 	set -e
 	if ((rc != 0)); then
 		tail -n 40 "$LOGS/$name.log" >&2
-		die "building $name failed (exit $rc); full log: $LOGS/$name.log"
+		log "error: building $name failed (exit $rc) after $((SECONDS - start))s; full log: $LOGS/$name.log"
+		FAILED+=("$name")
+		return
 	fi
 	echo "$key" >"$stamp"
 	printf '[components] %-24s %-9s built in %5ds     %10s\n' "$name" "$(version_of "$name")" $((SECONDS - start)) "$(size_of "$name")"
@@ -270,7 +283,9 @@ main() {
 		[[ " ${COMPONENTS[*]} " == *" $c "* ]] || die "unknown component $c; known: ${COMPONENTS[*]}"
 	done
 	mkdir -p "$BIN" "$SRC" "$STAMPS" "$LOGS"
+	FAILED=()
 	for c in "${want[@]}"; do build "$c"; done
+	((${#FAILED[@]} == 0)) || die "failed: ${FAILED[*]} (after $((SECONDS - total))s)"
 	log "done in $((SECONDS - total))s; binaries in ${BIN#"$ROOT"/}"
 }
 

@@ -4,6 +4,7 @@ package crio
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -31,6 +32,12 @@ type Crio struct {
 	Image              Image   `toml:"image"`
 	Network            Network `toml:"network"`
 	Metrics            Metrics `toml:"metrics"`
+	NRI                NRI     `toml:"nri"`
+}
+
+// NRI plugins are not used by a u7s node; off, cri-o opens no socket for them.
+type NRI struct {
+	Enable bool `toml:"enable_nri"`
 }
 
 type API struct {
@@ -155,15 +162,22 @@ type Registries struct {
 }
 
 type Registry struct {
+	Prefix   string `toml:"prefix,omitempty"`
 	Location string `toml:"location"`
 	Insecure bool   `toml:"insecure"`
 }
 
-// NewRegistries allows plain HTTP only for the given registries (registry.local).
+// NewRegistries allows plain HTTP only for the given registries (registry.local). A plain-HTTP
+// registry without a port is reached at port 80 directly: containers/image tries HTTPS first,
+// and from inside slirp4netns a connection to a closed port 443 hangs instead of being refused.
 func NewRegistries(insecure []string) Registries {
 	r := Registries{UnqualifiedSearchRegistries: []string{}, ShortNameMode: "disabled"}
 	for _, loc := range insecure {
-		r.Registry = append(r.Registry, Registry{Location: loc, Insecure: true})
+		reg := Registry{Location: loc, Insecure: true}
+		if !strings.Contains(loc, ":") && !strings.Contains(loc, "/") {
+			reg.Prefix, reg.Location = loc, loc+":80"
+		}
+		r.Registry = append(r.Registry, reg)
 	}
 	return r
 }

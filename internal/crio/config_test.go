@@ -50,7 +50,7 @@ func TestRegistriesInsecureOnlyForGiven(t *testing.T) {
 	if err := toml.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Registry) != 1 || r.Registry[0].Location != "registry.local" || !r.Registry[0].Insecure {
+	if len(r.Registry) != 1 || r.Registry[0].Prefix != "registry.local" || r.Registry[0].Location != "registry.local:80" || !r.Registry[0].Insecure {
 		t.Errorf("registries: %+v", r)
 	}
 }

@@ -21,7 +21,7 @@ import (
 
 // WriteFiles writes crio.conf, registries.conf, storage.conf and policy.json.
 func WriteFiles(n *config.Node, d Dirs) error {
-	for _, dir := range []string{d.State, filepath.Join(d.State, "crio.conf.d"), d.Run, d.StorageRoot(), filepath.Join(paths.LogDir, "crio-pods")} {
+	for _, dir := range []string{d.State, filepath.Join(d.State, "crio.conf.d"), filepath.Join(d.State, "registries.conf.d"), d.Run, d.StorageRoot(), filepath.Join(paths.LogDir, "crio-pods")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
@@ -53,9 +53,10 @@ func WriteFiles(n *config.Node, d Dirs) error {
 // delegated v1 subtrees.
 func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(paths.LibexecBin, "crio"),
-		"--config", d.ConfigFile(), "--config-dir", filepath.Join(d.State, "crio.conf.d"), "--log-level", "info")
+		"--config", d.ConfigFile(), "--config-dir", filepath.Join(d.State, "crio.conf.d"), "--log-level", "info",
+		// Only u7s's registries.conf: the host's may allow other registries or plain HTTP.
+		"--registries-conf", d.RegistriesFile(), "--registries-conf-dir", filepath.Join(d.State, "registries.conf.d"))
 	env := append(os.Environ(),
-		"CONTAINERS_REGISTRIES_CONF="+d.RegistriesFile(),
 		"CONTAINERS_STORAGE_CONF="+d.StorageFile(),
 		"PATH=/usr/libexec/u7s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	)

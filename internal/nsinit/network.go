@@ -19,6 +19,9 @@ var namespaceSysctls = map[string]string{
 	"net/ipv4/ip_forward": "1",
 	// Sockets may bind the host's address, which is not local here (see Network).
 	"net/ipv4/ip_nonlocal_bind": "1",
+	// Replies from the host's address arrive on tap0, which carries that address too.
+	"net/ipv4/conf/all/accept_local":  "1",
+	"net/ipv4/conf/tap0/accept_local": "1",
 	// kube-proxy's Service rules must see bridged pod traffic.
 	"net/bridge/bridge-nf-call-iptables":  "1",
 	"net/bridge/bridge-nf-call-ip6tables": "1",
