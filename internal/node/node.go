@@ -72,6 +72,15 @@ func StartDetached(o Owner, exe string) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.SysProcAttr = o.sysProcAttr()
 	cmd.SysProcAttr.Setsid = true
+	// The kubelet and cri-o give critical pods an oom_score_adj down to -998, and inside a
+	// user namespace nothing may lower it below what it inherited: the supervisor starts at
+	// -999, set while we are root and inherited at fork (the unit's OOMScoreAdjust does the
+	// same under systemd).
+	restore, err := lowerOOMScoreAdj(-999)
+	if err != nil {
+		return 0, err
+	}
+	defer restore()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting the supervisor: %w", err)
 	}
@@ -165,4 +174,17 @@ func Run(o Owner, in io.Reader, out, errOut io.Writer, args ...string) error {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, errOut
 	return cmd.Run()
+}
+
+// lowerOOMScoreAdj sets this process's oom_score_adj and returns a func that puts it back.
+func lowerOOMScoreAdj(v int) (func(), error) {
+	const p = "/proc/self/oom_score_adj"
+	old, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(v)), 0o644); err != nil {
+		return nil, fmt.Errorf("setting oom_score_adj for the node: %w", err)
+	}
+	return func() { _ = os.WriteFile(p, old, 0o644) }, nil
 }

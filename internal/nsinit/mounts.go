@@ -16,15 +16,28 @@ var binds = []struct{ state, target string }{
 	{"kubelet", "/var/lib/kubelet"},
 	{"etcd", "/var/lib/etcd"},
 	{"cni/lib", "/var/lib/cni"},
+	// containers/image's defaults for root (the namespace's root), e.g. its sigstore: the
+	// host's /var/lib/containers is root's, not the node's.
+	{"containers", "/var/lib/containers"},
 	{"cni/net.d", "/etc/cni/net.d"},
 	{"log/pods", "/var/log/pods"},
 	{"log/containers", "/var/log/containers"},
 }
 
+// realDirs are host directories the node writes, which rootlesskit's copy-up shows as symlinks
+// into its hidden bind of the original: runc refuses a container rootfs whose path has a
+// symlink in it, so each becomes a real directory again, bound to its original.
+var realDirs = []string{paths.Home, paths.RunDir, paths.KubernetesDir}
+
 // Mounts prepares the namespace's file system. /var/log is not copied up by rootlesskit and is
 // the host's, which the namespace's root may not write: a tmpfs goes over it, with the node's
 // own log directory (u7s-admin's on the host) bound back in.
 func Mounts() error {
+	for _, d := range realDirs {
+		if err := materialize(d); err != nil {
+			return err
+		}
+	}
 	logFD, err := unix.Open(paths.LogDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", paths.LogDir, err)
@@ -62,4 +75,17 @@ func bind(src, target string) error {
 		return fmt.Errorf("bind-mounting %s on %s: %w", src, target, err)
 	}
 	return nil
+}
+
+// materialize replaces a copied-up symlink at path with a bind mount of what it points to.
+func materialize(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return err
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("resolving %s: %w", path, err)
+	}
+	return bind(target, path)
 }
