@@ -4,6 +4,7 @@
 #   kubelet crio pinns runc                 -> $U7S_LIBEXEC/bin  (/usr/libexec/u7s/bin)
 #   bridge host-local loopback portmap      -> $U7S_LIBEXEC/cni  (/usr/libexec/u7s/cni)
 #   $U7S_LIBEXEC/cni/flannel -> u7s         (u7s acts as the flannel CNI plugin by argv[0])
+#   $U7S_LIBEXEC/bin/u7s-runc -> u7s       (the OCI runtime cri-o calls: runc behind an oom_score_adj clamp)
 # DESTDIR, PREFIX, BINDIR and LIBEXECDIR work as in autotools, so an rpm %install can reuse this.
 # Each file is written to a temporary name and renamed over the old one, so a running binary is
 # never overwritten in place; unchanged files are left alone.
@@ -60,3 +61,4 @@ for f in "${NODE_BINS[@]}"; do put "$SRCBIN/$f" "$U7S_LIBEXEC/bin"; done
 for f in "${CNI_BINS[@]}"; do put "$SRCBIN/$f" "$U7S_LIBEXEC/cni"; done
 # Relative, so the link is right under DESTDIR and on the installed system alike.
 link "$(realpath -m --relative-to="$U7S_LIBEXEC/cni" "$BINDIR/u7s")" "$U7S_LIBEXEC/cni" flannel
+link "$(realpath -m --relative-to="$U7S_LIBEXEC/bin" "$BINDIR/u7s")" "$U7S_LIBEXEC/bin" u7s-runc

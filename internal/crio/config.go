@@ -124,7 +124,8 @@ func New(n *config.Node, d Dirs) Config {
 		ContainerAttachSocketDir: filepath.Join(d.Run, "attach"),
 		Runtimes: map[string]RuntimeEntry{
 			"runc": {
-				RuntimePath: filepath.Join(paths.LibexecBin, "runc"),
+				// runc behind u7s's oom_score_adj clamp (package ociruntime).
+				RuntimePath: filepath.Join(paths.LibexecBin, "u7s-runc"),
 				RuntimeRoot: filepath.Join(d.Run, "runc"),
 				RuntimeType: "oci",
 				MonitorPath: "/usr/bin/conmon",

@@ -79,7 +79,7 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 			// listens on every address so that both the port forwards (which dial 127.0.0.1)
 			// and local clients reach it.
 			ExtraArgs: []kubeadmv1.Arg{
-				{Name: "listen-client-urls", Value: "https://127.0.0.1:2379,https://0.0.0.0:2379"},
+				{Name: "listen-client-urls", Value: "https://0.0.0.0:2379"},
 				{Name: "listen-peer-urls", Value: "https://0.0.0.0:2380"},
 				{Name: "listen-metrics-urls", Value: "http://127.0.0.1:2381"},
 			},

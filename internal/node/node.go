@@ -76,11 +76,11 @@ func StartDetached(o Owner, exe string) (int, error) {
 	// user namespace nothing may lower it below what it inherited: the supervisor starts at
 	// -999, set while we are root and inherited at fork (the unit's OOMScoreAdjust does the
 	// same under systemd).
-	restore, err := lowerOOMScoreAdj(-999)
-	if err != nil {
-		return 0, err
+	// Where root lacks CAP_SYS_RESOURCE this fails, and the runtime shim raises what pods ask
+	// for to what the node may set (package ociruntime).
+	if restore, err := lowerOOMScoreAdj(-999); err == nil {
+		defer restore()
 	}
-	defer restore()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting the supervisor: %w", err)
 	}
