@@ -190,6 +190,9 @@ func Init(ctx context.Context, o InitOptions) (err error) {
 	if err := host.EnsureTun(); err != nil {
 		return err
 	}
+	if err := host.EnsureModulesDir(); err != nil {
+		return err
+	}
 	if err := makeDirs(u.UID, u.GID); err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ func Reset(out io.Writer) error {
 	if err := host.RestoreSysctls(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := host.RemoveModulesDir(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := host.RestoreTun(); err != nil {
 		errs = append(errs, err)
 	}

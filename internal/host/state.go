@@ -21,10 +21,12 @@ type State struct {
 	Sysctls []SysctlChange `json:"sysctls,omitempty"`
 	// TunMode is /dev/net/tun's mode before EnsureTun opened it to every user (0: untouched).
 	TunMode os.FileMode `json:"tunMode,omitempty"`
+	// CreatedModulesDir is true when EnsureModulesDir created /lib/modules.
+	CreatedModulesDir bool `json:"createdModulesDir,omitempty"`
 }
 
 func (st State) empty() bool {
-	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0 && st.TunMode == 0
+	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0 && st.TunMode == 0 && !st.CreatedModulesDir
 }
 
 // LoadState reads paths.HostStateFile; a missing file is an empty State.

@@ -45,3 +45,32 @@ func RestoreTun() error {
 	}
 	return s.updateState(func(st *State) { st.TunMode = 0 })
 }
+
+// ModulesDir is where kube-proxy's DaemonSet (kubeadm's) mounts the kernel modules from; a
+// kernel with everything built in may have none, and the node cannot create it.
+const ModulesDir = "/lib/modules"
+
+// EnsureModulesDir creates an empty /lib/modules if the host has none, recorded for reset.
+func EnsureModulesDir() error {
+	s := defaultSystem()
+	if _, err := os.Stat(s.path(ModulesDir)); err == nil {
+		return nil
+	}
+	if err := s.updateState(func(st *State) { st.CreatedModulesDir = true }); err != nil {
+		return err
+	}
+	return os.MkdirAll(s.path(ModulesDir), 0o755)
+}
+
+// RemoveModulesDir removes /lib/modules if EnsureModulesDir created it and it is still empty.
+func RemoveModulesDir() error {
+	s := defaultSystem()
+	st, err := s.loadState()
+	if err != nil || !st.CreatedModulesDir {
+		return err
+	}
+	if err := os.Remove(s.path(ModulesDir)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("removing %s, which u7s init created: %w", ModulesDir, err)
+	}
+	return s.updateState(func(st *State) { st.CreatedModulesDir = false })
+}

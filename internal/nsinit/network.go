@@ -49,6 +49,9 @@ func Network(n *config.Node) error {
 			return fmt.Errorf("setting net.ipv4.ping_group_range inside the namespace: %w", err)
 		}
 	}
+	if err := fenceClusterNetworks(n); err != nil {
+		return err
+	}
 	ip := net.ParseIP(n.AdvertiseAddress).To4()
 	if ip == nil {
 		return fmt.Errorf("advertise address %q is not IPv4", n.AdvertiseAddress)
@@ -85,4 +88,38 @@ func maxMappedGID() int {
 		}
 	}
 	return max
+}
+
+// FenceInterface is a dummy device that swallows traffic to the cluster's networks.
+const FenceInterface = "u7s-fence"
+
+// fenceClusterNetworks routes the Service and pod networks to a dummy device. Without it, a
+// packet to a Service IP that kube-proxy has not (yet) rewritten, or to a pod address no
+// node owns, would follow the default route out through slirp4netns to whatever has that
+// address on the host's network. kube-proxy's DNAT and flannel's more specific routes still
+// win; everything else is dropped inside the node.
+func fenceClusterNetworks(n *config.Node) error {
+	link, err := netlink.LinkByName(FenceInterface)
+	if err != nil {
+		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: FenceInterface}}); err != nil {
+			return fmt.Errorf("creating %s: %w", FenceInterface, err)
+		}
+		if link, err = netlink.LinkByName(FenceInterface); err != nil {
+			return err
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return err
+	}
+	for _, cidr := range []string{n.ServiceCIDR, n.PodCIDR} {
+		_, dst, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return fmt.Errorf("cluster network %q: %w", cidr, err)
+		}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Priority: 4096}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("fencing %s: %w", cidr, err)
+		}
+	}
+	return nil
 }
