@@ -90,10 +90,11 @@ func maxMappedGID() int {
 	return max
 }
 
-// FenceInterface is a dummy device that swallows traffic to the cluster's networks.
+// FenceInterface is a bridge without ports (this kernel may lack the dummy driver) that
+// swallows traffic to the cluster's networks.
 const FenceInterface = "u7s-fence"
 
-// fenceClusterNetworks routes the Service and pod networks to a dummy device. Without it, a
+// fenceClusterNetworks routes the Service and pod networks to a portless bridge. Without it, a
 // packet to a Service IP that kube-proxy has not (yet) rewritten, or to a pod address no
 // node owns, would follow the default route out through slirp4netns to whatever has that
 // address on the host's network. kube-proxy's DNAT and flannel's more specific routes still
@@ -101,7 +102,7 @@ const FenceInterface = "u7s-fence"
 func fenceClusterNetworks(n *config.Node) error {
 	link, err := netlink.LinkByName(FenceInterface)
 	if err != nil {
-		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: FenceInterface}}); err != nil {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: FenceInterface}}); err != nil {
 			return fmt.Errorf("creating %s: %w", FenceInterface, err)
 		}
 		if link, err = netlink.LinkByName(FenceInterface); err != nil {
