@@ -264,8 +264,10 @@ spec:
 		kubectl(t, "rollout", "status", "deployment/web", "--timeout=120s")
 		kubectl(t, "wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
 		eventually(t, "service answers from another pod", 60*time.Second, func() error {
-			out, err := run(t, "kubectl", "exec", "client", "--", "wget", "-qO-", "-T", "3", "http://web.default.svc.cluster.local/hostname")
-			if err != nil || !strings.HasPrefix(out, "web-") {
+			// busybox-static's wget crashes in glibc's static NSS; nc speaks the HTTP we need.
+			out, err := run(t, "kubectl", "exec", "client", "--", "sh", "-c",
+				`printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 web.default.svc.cluster.local 80`)
+			if err != nil || !strings.Contains(out, "200 OK") || !strings.Contains(out, "\r\n\r\nweb-") {
 				return fmt.Errorf("%v: %s", err, out)
 			}
 			return nil
@@ -289,10 +291,16 @@ spec:
 	})
 
 	t.Run("reset leaves nothing, init works again", func(t *testing.T) {
+		u, err := user.Lookup("u7s-admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		sub := subUIDRange(t)
 		must(t, u7s, "reset")
 		hostUnchanged(t)
-		if out, _ := run(t, "pgrep", "-u", "u7s-admin"); strings.TrimSpace(out) != "" {
-			t.Errorf("processes left after reset: %s", out)
+		if left := processesOf(uid, sub); len(left) > 0 {
+			t.Errorf("processes of u7s-admin or its subordinate ids left after reset: %v", left)
 		}
 		if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte("u7s")) {
 			t.Errorf("mounts left after reset")
@@ -326,4 +334,47 @@ func uidOf(t *testing.T, cmdline string) int {
 	}
 	t.Fatalf("no process %q on the host", cmdline)
 	return -1
+}
+
+// subUIDRange returns u7s-admin's subordinate uid range [start, start+count).
+func subUIDRange(t *testing.T) [2]int {
+	t.Helper()
+	b, err := os.ReadFile("/etc/subuid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 3 && f[0] == "u7s-admin" {
+			s, _ := strconv.Atoi(f[1])
+			c, _ := strconv.Atoi(f[2])
+			return [2]int{s, s + c}
+		}
+	}
+	t.Fatal("u7s-admin has no subordinate uids")
+	return [2]int{}
+}
+
+// processesOf lists the PIDs owned by uid or a uid in sub.
+func processesOf(uid int, sub [2]int) []string {
+	var pids []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
+				u, _ := strconv.Atoi(f[1])
+				if u == uid || (u >= sub[0] && u < sub[1]) {
+					pids = append(pids, e.Name())
+				}
+			}
+		}
+	}
+	return pids
 }
