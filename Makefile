@@ -51,7 +51,7 @@ install:
 	@scripts/install.sh
 
 images: u7s components registry
-	$(U7S) images build --bin-dir $(BIN) --registry $(REGISTRY) --push
+	$(U7S) images build --bin-dir $(BIN) --registry $(REGISTRY) --push --test-images
 
 registry:
 	scripts/local-registry.sh start
