@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -66,7 +67,7 @@ func (s *system) saveState(st State) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("save host state: %w", err)
 	}
-	return WriteFileAtomic(p, append(data, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(p, append(data, '\n'), 0o644)
 }
 
 // updateState loads the state, lets f change it and saves it.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -110,7 +111,7 @@ func (s *system) applySysctls(settings []sysctlSetting) (Applied, error) {
 		if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
 			return Applied{}, fmt.Errorf("write %s: %w", paths.SysctlConf, err)
 		}
-		if err := WriteFileAtomic(conf, []byte(b.String()), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(conf, []byte(b.String()), 0o644); err != nil {
 			return Applied{}, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -307,7 +308,7 @@ func (s *system) editSubIDs(file string, drop func(subIDEntry) bool, add ...subI
 	if fi, err := os.Stat(p); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	return WriteFileAtomic(p, []byte(b.String()), mode)
+	return fsutil.WriteFileAtomic(p, []byte(b.String()), mode)
 }
 
 // lockFile takes the lock shadow-utils takes on a file: <file>.lock made exclusively, holding

@@ -90,6 +90,11 @@ func TestNode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end test needs root")
 	}
+	// The registry rules of the specification decide: /etc/hosts names registry.local.
+	os.Unsetenv("U7S_REGISTRY")
+	if out := must(t, u7s, "registry"); strings.TrimSpace(out) != "registry.local/k8s-p10" {
+		t.Fatalf("u7s registry = %q, want registry.local/k8s-p10 (is registry.local in /etc/hosts? make registry)", out)
+	}
 	// Start from a clean host.
 	must(t, u7s, "reset")
 	hostUnchanged(t)
@@ -120,11 +125,15 @@ func TestNode(t *testing.T) {
 		}
 		hostUnchanged(t)
 
+		// A registry with every node image but one.
+		must(t, u7s, "images", "build", "--bin-dir", "../../_output/bin", "--registry", "registry.local/k8s-partial",
+			"--push", "--only", "kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy,etcd,coredns,pause")
 		cmd := exec.Command(u7s, "init")
-		cmd.Env = append(os.Environ(), "U7S_REGISTRY=registry.local/k8s-missing")
+		cmd.Env = append(os.Environ(), "U7S_REGISTRY=registry.local/k8s-partial")
 		b, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(b), "registry.local/k8s-missing/kube-apiserver") {
-			t.Errorf("init with a registry lacking images: want the missing images named, got %v: %s", err, b)
+		if err == nil || !strings.Contains(string(b), "registry.local/k8s-partial/flannel:") ||
+			strings.Contains(string(b), "registry.local/k8s-partial/etcd:") {
+			t.Errorf("init with a registry lacking flannel: want flannel, and only it, named; got %v: %s", err, b)
 		}
 		hostUnchanged(t)
 	})
@@ -154,6 +163,25 @@ func TestNode(t *testing.T) {
 		}
 		if strings.Contains(pods, "Pending") || strings.Contains(pods, "CrashLoop") || strings.Contains(pods, "Error") {
 			t.Errorf("some pod is not running:\n%s", pods)
+		}
+	})
+
+	t.Run("images pulled from registry.local/k8s-p10", func(t *testing.T) {
+		// The kubelet reports its images with the node status, a little after pulling them.
+		eventually(t, "the node's image list shows every image from registry.local/k8s-p10", 60*time.Second, func() error {
+			images := kubectl(t, "get", "nodes", "-o", "jsonpath={.items[0].status.images[*].names}")
+			for _, want := range []string{"registry.local/k8s-p10/kube-apiserver:", "registry.local/k8s-p10/etcd:",
+				"registry.local/k8s-p10/coredns:", "registry.local/k8s-p10/flannel:", "registry.local/k8s-p10/pause:"} {
+				if !strings.Contains(images, want) {
+					return fmt.Errorf("no %s*: %s", want, images)
+				}
+			}
+			return nil
+		})
+		out := must(t, u7s, "images", "pull")
+		t.Log(out)
+		if n := strings.Count(out, "registry.local/k8s-p10/"); n < 8 {
+			t.Errorf("u7s images pull printed %d image lines, want 8", n)
 		}
 	})
 
