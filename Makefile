@@ -32,7 +32,8 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 	-X $(p).gitCommit=$(word 2,$(KUBE_RELEASE_INFO)) \
 	-X $(p).buildDate=$(or $(word 1,$(KUBE_RELEASE_INFO)),1970-01-01T00:00:00Z))
 
-U7S_LDFLAGS = -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
+# -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.
+U7S_LDFLAGS = -s -w -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
 
 .PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags
 
