@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/namespace"
@@ -127,4 +126,3 @@ func newStatusCommand() *cobra.Command {
 	}
 }
 
-var _ = cgroups.None

@@ -6,7 +6,6 @@ package kubeadm
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
@@ -145,6 +144,3 @@ func dedupe(in []string) []string {
 	}
 	return out
 }
-
-// PortString formats a port for kubeadm flags.
-func PortString(p int) string { return strconv.Itoa(p) }
