@@ -30,6 +30,59 @@ func init() {
 	register(newKubeadmCommand)
 	register(newEnterCommand)
 	register(newStatusCommand)
+	register(newStartCommand)
+	register(newStopCommand)
+}
+
+func newStartCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "start",
+		Short: "Start the node's supervisor again (as root; after u7s stop or a reboot, where systemd does not run it)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("u7s start must run as root: try sudo u7s start")
+			}
+			if _, err := config.Load(); err != nil {
+				return err
+			}
+			if pid := node.SupervisorPID(); pid != 0 {
+				return fmt.Errorf("the node already runs (supervisor pid %d)", pid)
+			}
+			o, err := node.LookupOwner()
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			pid, err := node.StartDetached(o, exe)
+			if err != nil {
+				return err
+			}
+			if err := node.WaitReady(pid, 2*time.Minute); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "node started (supervisor pid %d); the kubelet brings the pods back\n", pid)
+			return nil
+		},
+	}
+}
+
+func newStopCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the node (every pod with it), keeping its state for u7s start",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := node.Stop(30 * time.Second); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.OutOrStdout(), "node stopped")
+			return nil
+		},
+	}
 }
 
 func newSuperviseCommand() *cobra.Command {
@@ -125,4 +178,3 @@ func newStatusCommand() *cobra.Command {
 		},
 	}
 }
-

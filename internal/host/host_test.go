@@ -606,4 +606,3 @@ func TestSysctls(t *testing.T) {
 		t.Errorf("state after restore: %+v", st)
 	}
 }
-

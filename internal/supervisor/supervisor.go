@@ -4,6 +4,7 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os"
@@ -12,7 +13,6 @@ import (
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rootless-containers/rootlesskit/v3/pkg/port"
-	"github.com/rootless-containers/rootlesskit/v3/pkg/port/portutil"
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
@@ -20,6 +20,9 @@ import (
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/ports"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Run blocks for the life of the node.
@@ -44,11 +47,11 @@ func Run() error {
 	}
 	var specs []port.Spec
 	for _, s := range n.Ports {
-		sp, err := portutil.ParsePortSpec(s)
+		sp, err := ports.ParseSpec(s)
 		if err != nil {
-			return fmt.Errorf("node port %q: %w", s, err)
+			return fmt.Errorf("%s: %w", config.Path, err)
 		}
-		specs = append(specs, *sp)
+		specs = append(specs, sp)
 	}
 	if pid := node.SupervisorPID(); pid != 0 && pid != os.Getpid() {
 		return fmt.Errorf("the node's supervisor already runs (pid %d)", pid)
@@ -63,7 +66,13 @@ func Run() error {
 	if err != nil {
 		return err
 	}
-	go notifyWhenReady()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if notifyWhenReady() && n.NodePortForwarding {
+			forwardNodePorts(ctx)
+		}
+	}()
 	log.Printf("starting the namespace (cgroup mode %s)", n.Cgroup)
 	return namespace.RunParent(namespace.Config{
 		StateDir:        paths.RootlesskitStateDir,
@@ -75,11 +84,42 @@ func Run() error {
 }
 
 // notifyWhenReady tells systemd (Type=notify) once cri-o answers inside the namespace.
-func notifyWhenReady() {
+func notifyWhenReady() bool {
 	if err := namespace.WaitFile(paths.ReadyFile, 5*time.Minute, nil); err != nil {
 		log.Printf("%v", err)
-		return
+		return false
 	}
 	log.Printf("node namespace is ready")
 	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	return true
+}
+
+// childIP is slirp4netns's address of the namespace (tap0).
+const childIP = "10.0.2.100"
+
+// forwardNodePorts runs the NodePort controller once the cluster's API answers (on a first
+// init, kubeadm has not written the kubeconfig yet when the namespace comes up).
+func forwardNodePorts(ctx context.Context) {
+	var cs kubernetes.Interface
+	for cs == nil {
+		if cfg, err := clientcmd.BuildConfigFromFlags("", paths.AdminKubeconfig); err == nil {
+			if c, err := kubernetes.NewForConfig(cfg); err == nil {
+				if _, err := c.Discovery().ServerVersion(); err == nil {
+					cs = c
+					break
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+	m, err := ports.Manager()
+	if err != nil {
+		log.Printf("NodePort forwarding off: %v", err)
+		return
+	}
+	(&ports.Controller{Ports: m, Client: cs, ChildIP: childIP}).Run(ctx)
 }
