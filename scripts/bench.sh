@@ -25,3 +25,35 @@ ps -eo uid=,rss=,comm= | awk -v u="$uid" -v s="$substart" -v c="$subcount" '
 		for (k in by) printf "  %-28s %6.0f MiB\n", k, by[k]/1024 | "sort -k2 -n -r"
 	}'
 printf 'u7s-binary-mib: %.1f\n' "$(echo "$(stat -c %s /usr/bin/u7s) / 1048576" | bc -l)"
+
+# Port forwarding (issue 4): a NodePort's delay from Service creation to answering on the host,
+# and throughput through the forward against the same server on the host's loopback.
+export KUBECONFIG=/etc/kubernetes/admin.conf
+node_ip=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
+kubectl taint nodes --all node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null 2>&1 || true
+kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:2.59 -- /agnhost netexec --http-port=8080 >/dev/null
+kubectl rollout status deployment/bench-np --timeout=120s >/dev/null
+delays=()
+for i in 1 2 3 4 5; do
+	port=$((30100 + i))
+	t0=$(date +%s.%N)
+	kubectl create service nodeport "bench-np-$i" --tcp=80:8080 --node-port=$port >/dev/null
+	kubectl patch service "bench-np-$i" -p '{"spec":{"selector":{"app":"bench-np"}}}' >/dev/null
+	until curl -s -m 0.5 "http://$node_ip:$port/hostname" >/dev/null; do sleep 0.02; done
+	delays+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+	kubectl delete service "bench-np-$i" >/dev/null
+done
+printf 'nodeport-ready-seconds (from kubectl create, 5 services): %s\n' "${delays[*]}"
+printf 'nodeport-ready-seconds-median: %s\n' "$(printf '%s\n' "${delays[@]}" | sort -n | sed -n 3p)"
+kubectl delete deployment bench-np >/dev/null
+
+# iperf3 inside the namespace behind a forward, against iperf3 on the host's loopback.
+u7s enter -- iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+u7s ports add 0.0.0.0:15201:5201/tcp >/dev/null
+sleep 1
+fwd=$(iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | jq '.end.sum_received.bits_per_second')
+u7s ports remove 0.0.0.0:15201:5201/tcp >/dev/null
+iperf3 -s -1 -p 15202 >/dev/null 2>&1 &
+sleep 0.5
+direct=$(iperf3 -c 127.0.0.1 -p 15202 -t 5 -J | jq '.end.sum_received.bits_per_second')
+printf 'forward-gbps: %.2f  loopback-gbps: %.2f  ratio: %.2f\n' "$(echo "$fwd/1e9" | bc -l)" "$(echo "$direct/1e9" | bc -l)" "$(echo "$fwd/$direct" | bc -l)"

@@ -6,6 +6,7 @@ package kubeadm
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
@@ -110,6 +111,9 @@ func kubeProxyConfig(n *config.Node) *kubeproxyv1alpha1.KubeProxyConfiguration {
 		TypeMeta:    metav1.TypeMeta{APIVersion: "kubeproxy.config.k8s.io/v1alpha1", Kind: "KubeProxyConfiguration"},
 		Mode:        "iptables",
 		ClusterCIDR: n.PodCIDR,
+		// A new NodePort answers through the host's forward as soon as kube-proxy has its
+		// rules; the 1s default batching is most of that delay on a small node.
+		IPTables: kubeproxyv1alpha1.KubeProxyIPTablesConfiguration{MinSyncPeriod: metav1.Duration{Duration: 100 * time.Millisecond}},
 		Conntrack: kubeproxyv1alpha1.KubeProxyConntrackConfiguration{
 			MaxPerCore:            ptr.To[int32](0),
 			TCPEstablishedTimeout: &zero,
