@@ -36,14 +36,21 @@ kubectl rollout status deployment/bench-np --timeout=120s >/dev/null
 delays=()
 for i in 1 2 3 4 5; do
 	port=$((30100 + i))
-	t0=$(date +%s.%N)
-	kubectl create service nodeport "bench-np-$i" --tcp=80:8080 --node-port=$port >/dev/null
-	kubectl patch service "bench-np-$i" -p '{"spec":{"selector":{"app":"bench-np"}}}' >/dev/null
+	kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: bench-np-$i}
+spec:
+  type: NodePort
+  selector: {app: bench-np}
+  ports: [{port: 80, targetPort: 8080, nodePort: $port}]
+YAML
+	t0=$(date +%s.%N) # the Service exists once kubectl returns
 	until curl -s -m 0.5 "http://$node_ip:$port/hostname" >/dev/null; do sleep 0.02; done
 	delays+=("$(echo "$(date +%s.%N) - $t0" | bc)")
 	kubectl delete service "bench-np-$i" >/dev/null
 done
-printf 'nodeport-ready-seconds (from kubectl create, 5 services): %s\n' "${delays[*]}"
+printf 'nodeport-ready-seconds (after the Service is created, 5 services): %s\n' "${delays[*]}"
 printf 'nodeport-ready-seconds-median: %s\n' "$(printf '%s\n' "${delays[@]}" | sort -n | sed -n 3p)"
 kubectl delete deployment bench-np >/dev/null
 
@@ -51,9 +58,9 @@ kubectl delete deployment bench-np >/dev/null
 u7s enter -- iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
 u7s ports add 0.0.0.0:15201:5201/tcp >/dev/null
 sleep 1
-fwd=$(iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | jq '.end.sum_received.bits_per_second')
+fwd=$(iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
 u7s ports remove 0.0.0.0:15201:5201/tcp >/dev/null
 iperf3 -s -1 -p 15202 >/dev/null 2>&1 &
 sleep 0.5
-direct=$(iperf3 -c 127.0.0.1 -p 15202 -t 5 -J | jq '.end.sum_received.bits_per_second')
-printf 'forward-gbps: %.2f  loopback-gbps: %.2f  ratio: %.2f\n' "$(echo "$fwd/1e9" | bc -l)" "$(echo "$direct/1e9" | bc -l)" "$(echo "$fwd/$direct" | bc -l)"
+direct=$(iperf3 -c 127.0.0.1 -p 15202 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
+awk -v f="$fwd" -v d="$direct" 'BEGIN { printf "forward-gbps: %.2f  loopback-gbps: %.2f  ratio: %.2f\n", f, d, f / d }'
