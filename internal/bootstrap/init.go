@@ -41,6 +41,8 @@ type InitOptions struct {
 	CgroupMode string
 	// KeepOnFailure leaves a failed init in place for inspection instead of undoing it.
 	KeepOnFailure bool
+	// NoNodePortForwarding leaves NodePorts inside the namespace (forward them with u7s ports).
+	NoNodePortForwarding bool
 	Registry      registry.Source
 	Out           io.Writer
 }
@@ -151,7 +153,7 @@ func Init(ctx context.Context, o InitOptions) (err error) {
 		FlannelImage:       res.FlannelImage(version.Pinned),
 		Insecure:           registry.InsecureRegistries(res),
 		Ports:              ControlPlanePorts(o.BindPort),
-		NodePortForwarding: true,
+		NodePortForwarding: !o.NoNodePortForwarding,
 	}
 	docs, err := kubeadm.InitDocuments(kubeadm.InitOptions{Node: n, ControlPlaneEndpoint: o.ControlPlaneEndpoint})
 	if err != nil {

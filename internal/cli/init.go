@@ -45,6 +45,7 @@ Images come from the registry U7S_REGISTRY names (see u7s registry --explain).`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "check everything and print the kubeadm configuration, changing nothing")
 	f.IntVarP(&o.Verbosity, "v", "v", 0, "kubeadm's log level (0-9)")
 	f.StringVar(&o.CgroupMode, "cgroup-mode", "auto", "auto: delegate cgroups so pod limits hold; none: no delegation, no limits")
+	f.BoolVar(&o.NoNodePortForwarding, "no-nodeport-forwarding", false, "do not forward NodePorts from the host automatically (u7s ports add does it by hand)")
 	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed init in place for inspection instead of undoing it")
 	f.StringVar(&o.Registry.HostsFile, "hosts-file", "", "read this file instead of /etc/hosts for the registry rules")
 	f.StringVar(&o.Registry.OSReleaseFile, "os-release", "", "read this file instead of /etc/os-release for the registry rules")
