@@ -43,8 +43,8 @@ type InitOptions struct {
 	KeepOnFailure bool
 	// NoNodePortForwarding leaves NodePorts inside the namespace (forward them with u7s ports).
 	NoNodePortForwarding bool
-	Registry      registry.Source
-	Out           io.Writer
+	Registry             registry.Source
+	Out                  io.Writer
 }
 
 // KubeadmInitConfig is the kubeadm configuration init writes (readable inside the namespace).
