@@ -251,7 +251,7 @@ func makeDirs(uid, gid int) error {
 }
 
 // chooseCgroups delegates what it can: on cgroup v1 a subtree of every hierarchy under the
-// cgroup init runs in; on v2 the systemd unit's Delegate=yes does it.
+// cgroup init runs in; on v2 only systemd's Delegate=yes can, so it reports what it finds.
 func chooseCgroups(want string, u host.User) (cgroups.Mode, error) {
 	if want == "none" {
 		return cgroups.None, nil
@@ -266,15 +266,13 @@ func chooseCgroups(want string, u host.User) (cgroups.Mode, error) {
 		}
 		return cgroups.V1Delegated, nil
 	}
-	if systemdRunning() {
-		return cgroups.V2Delegated, nil
+	// cgroup v2: the supervisor inherits init's cgroup, which is delegated only if init itself
+	// runs in a cgroup handed to the node's user (systemd's Delegate=yes on the u7s unit).
+	mode, err := cgroups.DetectV2Delegation(layout, u.UID)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
 	}
-	return cgroups.None, nil
-}
-
-func systemdRunning() bool {
-	_, err := os.Stat("/run/systemd/system")
-	return err == nil
+	return mode, nil
 }
 
 func startNode(out io.Writer, o node.Owner) error {
