@@ -100,10 +100,15 @@ spec:
 			time.Sleep(50 * time.Millisecond)
 		}
 		t.Logf("FIGURE nodeport-ready-seconds %.2f (from kubectl apply)", time.Since(start).Seconds())
-		out := must(t, "ip", "netns", "exec", clientNetns, "curl", "-s", "-m", "3", url)
-		if !strings.HasPrefix(out, clientIP+":") {
-			t.Errorf("the pod saw the client as %q, want %s", out, clientIP)
-		}
+		// kube-proxy's very first rules for a new Local Service may still masquerade; the
+		// steady state must show the client's own address.
+		eventually(t, "the pod sees the client's address "+clientIP, 10*time.Second, func() error {
+			out, _ := run(t, "ip", "netns", "exec", clientNetns, "curl", "-s", "-m", "3", url)
+			if !strings.HasPrefix(out, clientIP+":") {
+				return fmt.Errorf("the pod saw the client as %q", out)
+			}
+			return nil
+		})
 		if list := must(t, u7s, "ports", "list"); !strings.Contains(list, ":30080/tcp") {
 			t.Errorf("u7s ports list lacks 30080:\n%s", list)
 		}
