@@ -172,12 +172,21 @@ spec:
 			"0.0.0.0:18081:80/sctp": "unknown protocol",
 			"garbage":               "no /proto",
 			"0.0.0.0:6443:6443/tcp": "already forwarded",
+			"0.0.0.0:81:80/tcp":     "net.ipv4.ip_unprivileged_port_start", // where the host keeps the default 1024
 		} {
 			out, err := run(t, u7s, "ports", "add", spec)
 			if err == nil || !strings.Contains(out, want) {
 				t.Errorf("ports add %s: want an error with %q, got %v: %s", spec, want, err, out)
 			}
 		}
+	})
+	t.Run("u7s ports as u7s-admin", func(t *testing.T) {
+		asAdmin := []string{"--reuid=u7s-admin", "--regid=u7s-admin", "--clear-groups", u7s, "ports"}
+		must(t, "setpriv", append(asAdmin, "add", "0.0.0.0:18082:10.0.2.100:30080/tcp")...)
+		if list := must(t, "setpriv", append(asAdmin, "list")...); !strings.Contains(list, "18082") {
+			t.Errorf("u7s-admin's list lacks its forward:\n%s", list)
+		}
+		must(t, "setpriv", append(asAdmin, "remove", "0.0.0.0:18082:10.0.2.100:30080/tcp")...)
 	})
 	kubectl(t, "delete", "service", "e2e-np", "--ignore-not-found")
 	kubectl(t, "delete", "deployment", "e2e-np")
