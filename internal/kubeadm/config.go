@@ -42,7 +42,6 @@ type InitOptions struct {
 	Node                 *config.Node
 	ControlPlaneEndpoint string
 	CertSANs             []string
-	UploadCerts          bool
 	CertificateKey       string
 }
 
