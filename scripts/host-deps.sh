@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
 	# runtime: user namespace and its network, cri-o's monitor, iptables userland (also copied into
 	# the kube-proxy and flannel images), process tools
-	slirp4netns conmon uidmap iptables conntrack nftables util-linux iproute2 psmisc procps bc
+	slirp4netns conmon uidmap iptables conntrack nftables util-linux iproute2 psmisc procps bc curl
 	# local image registry and image tools
 	docker-registry skopeo busybox-static
 	# building runc, cri-o and pinns (cgo with libseccomp) and the rest
