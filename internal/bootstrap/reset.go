@@ -6,8 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -74,7 +74,10 @@ func killUserProcesses() int {
 	if err != nil {
 		return 0
 	}
-	sub := subRange()
+	sub, _ := host.SubUIDRanges(paths.User, o.UID)
+	owned := func(uid int) bool {
+		return uid == o.UID || slices.ContainsFunc(sub, func(r host.IDRange) bool { return r.Contains(uid) })
+	}
 	killed := 0
 	for range 3 {
 		ents, _ := os.ReadDir("/proc")
@@ -88,8 +91,7 @@ func killUserProcesses() int {
 			if unix.Stat("/proc/"+e.Name(), &st) != nil {
 				continue
 			}
-			uid := int(st.Uid)
-			if uid == o.UID || (sub[1] > 0 && uid >= sub[0] && uid < sub[0]+sub[1]) {
+			if owned(int(st.Uid)) {
 				_ = unix.Kill(pid, unix.SIGKILL)
 				found++
 			}
@@ -101,21 +103,4 @@ func killUserProcesses() int {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return killed
-}
-
-// subRange reads u7s-admin's first subordinate uid range from /etc/subuid: [start, count].
-func subRange() [2]int {
-	b, err := os.ReadFile("/etc/subuid")
-	if err != nil {
-		return [2]int{}
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) == 3 && f[0] == paths.User {
-			s, _ := strconv.Atoi(f[1])
-			c, _ := strconv.Atoi(f[2])
-			return [2]int{s, c}
-		}
-	}
-	return [2]int{}
 }

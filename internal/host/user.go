@@ -378,3 +378,21 @@ func (s *system) removeUser(name string) error {
 		st.AddedSubGIDs = nil
 	})
 }
+
+// SubUIDRanges are the subordinate uid ranges /etc/subuid gives the user (by name or uid).
+func SubUIDRanges(name string, uid int) ([]IDRange, error) {
+	entries, err := defaultSystem().readSubIDs("/etc/subuid")
+	if err != nil {
+		return nil, err
+	}
+	var out []IDRange
+	for _, e := range entries {
+		if e.owner == name || e.owner == strconv.Itoa(uid) {
+			out = append(out, e.r)
+		}
+	}
+	return out, nil
+}
+
+// Contains reports whether id is in the range.
+func (r IDRange) Contains(id int) bool { return id >= r.Start && id <= r.End() }

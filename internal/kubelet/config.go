@@ -2,8 +2,6 @@
 package kubelet
 
 import (
-	"path/filepath"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
@@ -61,6 +59,3 @@ func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
 	}
 	return c
 }
-
-// KubeletLog is the kubelet's log file on the host.
-var KubeletLog = filepath.Join(paths.LogDir, "kubelet.log")

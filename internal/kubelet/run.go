@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"io"
 	"log"
 	"os"
@@ -137,6 +136,3 @@ func (r *Runner) Run(ctx context.Context) {
 		go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(c, exited)
 	}
 }
-
-// String describes the runner for logs.
-func (r *Runner) String() string { return fmt.Sprintf("kubelet %s", r.Binary) }

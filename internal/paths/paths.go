@@ -36,8 +36,6 @@ var (
 	RootlesskitStateDir = filepath.Join(RunDir, "rootlesskit")
 	// RootlesskitAPISocket is the rootlesskit API (ports, info).
 	RootlesskitAPISocket = filepath.Join(RootlesskitStateDir, "api.sock")
-	// ChildPIDFile holds the PID of the rootlesskit child, written once it is fully set up.
-	ChildPIDFile = filepath.Join(RootlesskitStateDir, "child_pid")
 	// ReadyFile is written by the in-namespace init once cri-o answers.
 	ReadyFile = filepath.Join(RunDir, "ready")
 	// SupervisorPIDFile holds the PID of the supervisor.
