@@ -18,10 +18,13 @@ U7S_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 
 # Kubernetes' version stamps, the same for every Kubernetes binary and for u7s itself: u7s links
 # kubeadm, and kubeadm picks its image tags and checks from component-base's version.
-# buildDate and gitCommit are the release's own (from the module proxy), so builds are reproducible.
+# buildDate is the release's own (the module proxy's commit time), so builds are reproducible. The
+# proxy gives the release's commit (Origin.Hash) only for some modules, and not for k8s.io/kubernetes
+# here: without it gitCommit is not stamped and keeps upstream's marker for a build from a source
+# archive ($$Format:%H$$, with gitTreeState=archive), never an empty or made-up commit.
 # Evaluated once, and only by targets that use it.
 KUBE_RELEASE_INFO = $(eval KUBE_RELEASE_INFO := $$(shell $(GO) mod download -json k8s.io/kubernetes@$(KUBERNETES_VERSION) 2>/dev/null \
-	| jq -r '.Info // empty' | xargs -r jq -r '"\(.Time) \(.Origin.Hash // "")"' 2>/dev/null))$(KUBE_RELEASE_INFO)
+	| jq -r '(.Info // empty), (.Origin.Hash // empty)' | { read -r info; read -r hash; jq -r .Time "$$$$info"; echo "$$$$hash"; } 2>/dev/null))$(KUBE_RELEASE_INFO)
 KUBE_VERSION_PARTS = $(subst ., ,$(patsubst v%,%,$(KUBERNETES_VERSION)))
 KUBE_VERSION_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
 KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
@@ -29,7 +32,7 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 	-X $(p).gitMajor=$(word 1,$(KUBE_VERSION_PARTS)) \
 	-X $(p).gitMinor=$(word 2,$(KUBE_VERSION_PARTS)) \
 	-X $(p).gitTreeState=archive \
-	-X $(p).gitCommit=$(word 2,$(KUBE_RELEASE_INFO)) \
+	$(if $(word 2,$(KUBE_RELEASE_INFO)),-X $(p).gitCommit=$(word 2,$(KUBE_RELEASE_INFO))) \
 	-X $(p).buildDate=$(or $(word 1,$(KUBE_RELEASE_INFO)),1970-01-01T00:00:00Z))
 
 # -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.

@@ -36,11 +36,20 @@ die() {
 	exit 1
 }
 
-need() {
-	command -v "$1" >/dev/null 2>&1 || die "$1 is missing; install the build dependencies with: make host-deps"
+# Everything the recipes need, checked before the first (long) build starts, so that a missing
+# library is named in the first second and not after the Kubernetes binaries took a quarter hour.
+preflight() {
+	local missing=() c
+	for c in jq gcc make pkg-config ld strip; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("command $c")
+	done
+	command -v "$GO" >/dev/null 2>&1 || missing+=("Go ($GO; install it from https://go.dev/dl and put it on PATH)")
+	command -v pkg-config >/dev/null 2>&1 && { pkg-config --exists libseccomp || missing+=("libseccomp (libseccomp-dev)"); }
+	# runc links static-pie, flanneld static: both need the static C library.
+	[[ -e $(gcc -print-file-name=libc.a 2>/dev/null) && $(gcc -print-file-name=libc.a) == /* ]] || missing+=("static libc (libc6-dev)")
+	((${#missing[@]} == 0)) || die "cannot build the components, missing: ${missing[*]}; fix: make host-deps (as root)"
 }
-need jq
-need "$GO"
+preflight
 
 if [[ -z ${KUBE_LDFLAGS:-} ]]; then
 	KUBE_LDFLAGS=$(make -s --no-print-directory -C "$ROOT" print-kube-ldflags)
@@ -118,7 +127,6 @@ build_agnhost() {
 # instead of gpgme.
 CRIO_TAGS="seccomp containers_image_openpgp containers_image_ostree_stub exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper"
 build_crio() {
-	pkg-config --exists libseccomp || die "libseccomp-dev is missing; run: make host-deps"
 	module_src cri-o github.com/cri-o/cri-o "$CRIO_VERSION"
 	cd "$MOD_DIR"
 	# The module proxy refuses go-criu v8.1.0 ("not available", 403); v8.2.0 is the next release
@@ -142,7 +150,6 @@ build_pinns() {
 # runc as upstream releases it: cgo (libcontainer's nsenter), seccomp, linked static-pie so it
 # needs nothing from the host.
 build_runc() {
-	pkg-config --exists libseccomp || die "libseccomp-dev is missing; run: make host-deps"
 	module_src runc github.com/opencontainers/runc "$RUNC_VERSION"
 	cd "$MOD_DIR"
 	CGO_ENABLED=1 mod_go build -trimpath -buildmode=pie -tags "seccomp urfave_cli_no_docs netgo osusergo" \
