@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 make u7s components install images >/dev/null
 u7s reset >/dev/null
 start=$(date +%s.%N)
-u7s init >/tmp/u7s-bench-init.log 2>&1 || { cat /tmp/u7s-bench-init.log; exit 1; }
+u7s init --schedule-workloads >/tmp/u7s-bench-init.log 2>&1 || { cat /tmp/u7s-bench-init.log; exit 1; }
 end=$(date +%s.%N)
 printf 'init-to-ready-seconds: %.1f\n' "$(echo "$end - $start" | bc)"
 echo "(waiting 60 s for the node to settle before measuring memory)"
@@ -30,7 +30,6 @@ printf 'u7s-binary-mib: %.1f\n' "$(echo "$(stat -c %s /usr/bin/u7s) / 1048576" |
 # and throughput through the forward against the same server on the host's loopback.
 export KUBECONFIG=/etc/kubernetes/admin.conf
 node_ip=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
-kubectl taint nodes --all node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null 2>&1 || true
 kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:2.59 -- /agnhost netexec --http-port=8080 >/dev/null
 kubectl rollout status deployment/bench-np --timeout=120s >/dev/null
 delays=()

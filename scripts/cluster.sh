@@ -13,7 +13,6 @@ if [ -e /etc/u7s/node.json ]; then
 	u7s status || true
 	exit 0
 fi
-u7s init "$@"
-# A single node must run ordinary pods too: lift the control-plane taint, as podsec's guide does by hand.
-KUBECONFIG=/etc/kubernetes/admin.conf kubectl taint nodes --all node-role.kubernetes.io/control-plane:NoSchedule-
+# A single node runs ordinary pods too: no control-plane taint.
+u7s init --schedule-workloads "$@"
 echo "export KUBECONFIG=/etc/kubernetes/admin.conf   # then: kubectl get nodes"

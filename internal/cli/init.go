@@ -1,66 +1,128 @@
 package cli
 
 import (
-	"errors"
-	"os"
+	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
-	"github.com/u7s/u7s/internal/bootstrap"
-	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/phases"
 	"github.com/u7s/u7s/internal/version"
 )
 
 func init() {
 	register(newInitCommand)
+	register(newJoinCommand)
 	register(newResetCommand)
 }
 
-func newInitCommand() *cobra.Command {
-	o := bootstrap.InitOptions{}
-	c := &cobra.Command{
-		Use:   "init",
-		Short: "Bootstrap the first control plane of a rootless cluster on this host (as root)",
-		Long: `init prepares the host (user u7s-admin, subordinate ids, sysctls, cgroup delegation),
-starts the node's user namespace (rootlesskit + slirp4netns) with cri-o and the kubelet inside,
-runs kubeadm init there, installs flannel and waits until the node is Ready.
-Images come from the registry U7S_REGISTRY names (see u7s registry --explain).`,
-		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if os.Geteuid() != 0 {
-				return errors.New("u7s init must run as root: try sudo u7s init")
-			}
-			o.Out = c.OutOrStdout()
-			return bootstrap.Init(c.Context(), o)
-		},
+// bindFlow makes c run the phases on a kubeadm workflow runner: `c phase NAME` runs one,
+// --skip-phases leaves some out. A failure after the host changed is undone (u7s reset's
+// cleanup of what was recorded) unless --keep-on-failure.
+func bindFlow(c *cobra.Command, flow string, ps []workflow.Phase, o *phases.Options) {
+	r := workflow.NewRunner()
+	for _, p := range ps {
+		// Every phase run alone takes the flags of the whole command.
+		c.Flags().VisitAll(func(f *pflag.Flag) { p.InheritFlags = append(p.InheritFlags, f.Name) })
+		r.AppendPhase(p)
 	}
-	f := c.Flags()
-	f.StringVar(&o.PodCIDR, "pod-network-cidr", "10.244.0.0/16", "the pods' network (flannel gives each node a /24 of it)")
-	f.StringVar(&o.ServiceCIDR, "service-cidr", "10.96.0.0/12", "the Services' virtual network")
-	f.StringVar(&o.AdvertiseAddress, "apiserver-advertise-address", "", "the host address the node advertises (default: the address of the default route)")
-	f.IntVar(&o.BindPort, "apiserver-bind-port", host.DefaultAPIServerPort, "the API server's port, on the host and inside the namespace")
-	f.StringVar(&o.ControlPlaneEndpoint, "control-plane-endpoint", "", "a stable address (e.g. haproxy) for all control planes, HOST[:PORT]")
-	f.StringVar(&o.KubernetesVersion, "kubernetes-version", version.Pinned.Kubernetes, "must be the version this u7s was built with")
-	f.BoolVar(&o.UploadCerts, "upload-certs", false, "upload the control-plane certificates so that further control planes can join with --certificate-key")
+	var data *phases.Data
+	r.SetDataInitializer(func(cmd *cobra.Command, args []string) (workflow.RunData, error) {
+		if len(args) > 0 {
+			o.Endpoint = args[0]
+		}
+		d, err := phases.NewData(cmd.Context(), flow, *o, cmd.OutOrStdout())
+		data = d
+		return d, err
+	})
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		err := r.Run(args)
+		if err != nil && data != nil && data.Changed {
+			if o.KeepOnFailure {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s failed; the node is left as it is (--keep-on-failure): inspect /var/log/u7s, then run u7s reset\n", flow)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s failed; undoing what it did...\n", flow)
+				if rerr := phases.Undo(cmd.Context()); rerr != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "warning: undoing: %v\n", rerr)
+				}
+			}
+		}
+		return err
+	}
+	r.BindToCommand(c)
+}
+
+// nodeFlags are the flags init and join share.
+func nodeFlags(f *pflag.FlagSet, o *phases.Options) {
+	f.StringVar(&o.NodeName, "node-name", "", "the node's name (default: the host name in lower case)")
+	f.StringVar(&o.AdvertiseAddress, "apiserver-advertise-address", "", "the host address the node advertises: its InternalIP, and a control plane's API server and etcd address (default: the address of the default route)")
+	f.IntVar(&o.BindPort, "apiserver-bind-port", config.DefaultAPIServerPort, "a control plane's API server port, on the host and inside the namespace")
 	f.BoolVar(&o.DryRun, "dry-run", false, "check everything and print the kubeadm configuration, changing nothing")
 	f.IntVarP(&o.Verbosity, "v", "v", 0, "kubeadm's log level (0-9)")
 	f.StringVar(&o.CgroupMode, "cgroup-mode", "auto", "auto: delegate cgroups so pod limits hold; none: no delegation, no limits")
 	f.BoolVar(&o.NoNodePortForwarding, "no-nodeport-forwarding", false, "do not forward NodePorts from the host automatically (u7s ports add does it by hand)")
-	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed init in place for inspection instead of undoing it")
+	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed run in place for inspection instead of undoing it")
 	f.StringVar(&o.Registry.HostsFile, "hosts-file", "", "read this file instead of /etc/hosts for the registry rules")
 	f.StringVar(&o.Registry.OSReleaseFile, "os-release", "", "read this file instead of /etc/os-release for the registry rules")
 	_ = f.MarkHidden("hosts-file")
 	_ = f.MarkHidden("os-release")
+}
+
+func newInitCommand() *cobra.Command {
+	o := &phases.Options{}
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Bootstrap the first control plane of a rootless cluster on this host (as root)",
+		Long: `init prepares the host (user u7s-admin, subordinate ids, sysctls, cgroup delegation),
+starts the node's user namespace (rootlesskit + slirp4netns) with cri-o and the kubelet inside
+(as the systemd unit u7s.service where systemd runs), runs kubeadm init there, installs
+flannel, waits until the node is Ready and prints the u7s join commands.
+Images come from the registry U7S_REGISTRY names (see u7s registry --explain).`,
+		Args: cobra.NoArgs,
+	}
+	f := c.Flags()
+	nodeFlags(f, o)
+	f.StringVar(&o.PodCIDR, "pod-network-cidr", "10.244.0.0/16", "the pods' network (flannel gives each node a /24 of it)")
+	f.StringVar(&o.ServiceCIDR, "service-cidr", "10.96.0.0/12", "the Services' virtual network")
+	f.StringVar(&o.ControlPlaneEndpoint, "control-plane-endpoint", "", "a stable address (e.g. haproxy) for all control planes, HOST[:PORT]")
+	f.StringVar(&o.KubernetesVersion, "kubernetes-version", version.Pinned.Kubernetes, "must be the version this u7s was built with")
+	f.BoolVar(&o.UploadCerts, "upload-certs", false, "upload the control-plane certificates so that further control planes can join with --certificate-key")
+	f.BoolVar(&o.ScheduleWorkloads, "schedule-workloads", false, "no control-plane taint: ordinary pods run on this control plane too (a single-node cluster)")
+	bindFlow(c, phases.FlowInit, phases.Init(), o)
+	return c
+}
+
+func newJoinCommand() *cobra.Command {
+	o := &phases.Options{}
+	c := &cobra.Command{
+		Use:   "join ENDPOINT --token TOKEN --discovery-token-ca-cert-hash sha256:HASH [--control-plane --certificate-key KEY]",
+		Short: "Add this host to a cluster as a worker, or as a further control plane (as root)",
+		Long: `join prepares the host as init does, starts the node, and runs kubeadm join inside it.
+ENDPOINT is the API server (or the balancer in front of the control planes) as HOST:PORT.
+The token, the CA hash and the certificate key are checked before anything changes.
+The command is printed by u7s init, and again by u7s token create --print-join-command.`,
+		Args: cobra.MaximumNArgs(1),
+	}
+	f := c.Flags()
+	nodeFlags(f, o)
+	f.StringVar(&o.Token, "token", "", "the bootstrap token")
+	f.StringSliceVar(&o.CACertHashes, "discovery-token-ca-cert-hash", nil, "the pin of the cluster CA's public key, sha256:HEX")
+	f.BoolVar(&o.ControlPlane, "control-plane", false, "join as a control plane, with a stacked etcd member")
+	f.StringVar(&o.CertificateKey, "certificate-key", "", "decrypts the control-plane certificates that init --upload-certs uploaded")
+	f.BoolVar(&o.ScheduleWorkloads, "schedule-workloads", false, "with --control-plane: no control-plane taint")
+	bindFlow(c, phases.FlowJoin, phases.Join(), o)
 	return c
 }
 
 func newResetCommand() *cobra.Command {
-	return &cobra.Command{
+	o := &phases.Options{}
+	c := &cobra.Command{
 		Use:   "reset",
-		Short: "Stop the node and remove everything init or join made (as root); safe to repeat",
+		Short: "Take the node out of its cluster, stop it and remove everything init or join made (as root); safe to repeat",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return bootstrap.Reset(c.OutOrStdout())
-		},
 	}
+	bindFlow(c, phases.FlowReset, phases.Reset(), o)
+	return c
 }

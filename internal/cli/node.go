@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +15,7 @@ import (
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/nsinit"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/phases"
 	"github.com/u7s/u7s/internal/supervisor"
 )
 
@@ -32,42 +35,19 @@ func init() {
 	register(newStatusCommand)
 	register(newStartCommand)
 	register(newStopCommand)
+	register(newNodePrepareCommand)
+	register(newTokenCommand)
 }
 
 func newStartCommand() *cobra.Command {
-	return &cobra.Command{
+	o := &phases.Options{}
+	c := &cobra.Command{
 		Use:   "start",
-		Short: "Start the node's supervisor again (as root; after u7s stop or a reboot, where systemd does not run it)",
+		Short: "Start the node again (as root; after u7s stop, or after a reboot where systemd does not run it)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if os.Geteuid() != 0 {
-				return fmt.Errorf("u7s start must run as root: try sudo u7s start")
-			}
-			if _, err := config.Load(); err != nil {
-				return err
-			}
-			if pid := node.SupervisorPID(); pid != 0 {
-				return fmt.Errorf("the node already runs (supervisor pid %d)", pid)
-			}
-			o, err := node.LookupOwner()
-			if err != nil {
-				return err
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			pid, err := node.StartDetached(o, exe)
-			if err != nil {
-				return err
-			}
-			if err := node.WaitReady(pid, 2*time.Minute); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "node started (supervisor pid %d); the kubelet brings the pods back\n", pid)
-			return nil
-		},
 	}
+	bindFlow(c, "start", phases.Start(), o)
+	return c
 }
 
 func newStopCommand() *cobra.Command {
@@ -76,11 +56,57 @@ func newStopCommand() *cobra.Command {
 		Short: "Stop the node (every pod with it), keeping its state for u7s start",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := node.Stop(30 * time.Second); err != nil {
+			n, err := config.Load()
+			if err != nil {
+				return err
+			}
+			if err := node.StopNode(c.Context(), n.Service); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.OutOrStdout(), "node stopped")
 			return nil
+		},
+	}
+}
+
+func newNodePrepareCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "node-prepare",
+		Short:  "Before the node starts (as root; the unit's ExecStartPre): check the host's address, delegate cgroups again",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			n, err := config.Load()
+			if err != nil {
+				return err
+			}
+			return phases.Prepare(n)
+		},
+	}
+}
+
+func newTokenCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "token create|list|delete [ARGS...]",
+		Short:              "Manage bootstrap tokens (kubeadm token, linked); token create --print-join-command prints a u7s join command",
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+				return c.Help()
+			}
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("u7s token must run as root on a control plane (it uses %s)", paths.AdminKubeconfig)
+			}
+			if _, err := os.Stat(paths.AdminKubeconfig); err != nil {
+				return fmt.Errorf("no %s: run u7s token on a control plane", paths.AdminKubeconfig)
+			}
+			full := append([]string{"token"}, args...)
+			if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--kubeconfig") }) {
+				full = append(full, "--kubeconfig", paths.AdminKubeconfig)
+			}
+			f := kubeadm.NewOutputFilter(c.OutOrStdout())
+			defer f.Flush()
+			return kubeadm.Run(full, os.Stdin, f, c.ErrOrStderr())
 		},
 	}
 }
@@ -158,6 +184,12 @@ func newStatusCommand() *cobra.Command {
 			fmt.Fprintf(out, "address:     %s (API server port %d)\n", n.AdvertiseAddress, n.APIServerPort)
 			fmt.Fprintf(out, "registry:    %s\n", n.Registry)
 			fmt.Fprintf(out, "cgroups:     %s: %s\n", n.Cgroup, n.Cgroup.Description())
+			fmt.Fprintf(out, "endpoint:    %s\n", n.Endpoint)
+			if n.Service {
+				fmt.Fprintf(out, "runs as:     systemd unit u7s.service (systemctl status u7s)\n")
+			} else {
+				fmt.Fprintf(out, "runs as:     a detached supervisor (systemd is not PID 1; u7s start after a reboot)\n")
+			}
 			pid := node.SupervisorPID()
 			if pid == 0 {
 				fmt.Fprintf(out, "supervisor:  not running\n")

@@ -42,6 +42,13 @@ type Node struct {
 	Ports []string `json:"ports"`
 	// NodePortForwarding forwards every NodePort from the host automatically.
 	NodePortForwarding bool `json:"nodePortForwarding"`
+	// ScheduleWorkloads: no control-plane taint, ordinary pods run on this control plane.
+	ScheduleWorkloads bool `json:"scheduleWorkloads,omitempty"`
+	// Endpoint is the API server this node talks to: the control-plane endpoint (a balancer)
+	// if there is one, else the first control plane's address and port.
+	Endpoint string `json:"endpoint"`
+	// Service is true when systemd runs the node (the u7s unit), false for a detached supervisor.
+	Service bool `json:"service"`
 }
 
 // Path is where the node configuration lives.

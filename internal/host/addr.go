@@ -91,3 +91,17 @@ func PrimaryIPv4() (net.IP, error) {
 	}
 	return nil, fmt.Errorf("the default route has no IPv4 source address: %s", fix)
 }
+
+// HasAddress reports whether a is an address of one of the host's interfaces.
+func HasAddress(a netip.Addr) bool {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	for _, x := range addrs {
+		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a.Unmap() {
+			return true
+		}
+	}
+	return false
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -29,7 +30,7 @@ const (
 )
 
 // DefaultAPIServerPort is the host port of the API server unless PreflightOptions says otherwise.
-const DefaultAPIServerPort = 6443
+const DefaultAPIServerPort = config.DefaultAPIServerPort
 
 // SlirpCIDR is slirp4netns's network inside the node's namespace (rootlesskit's default).
 var SlirpCIDR = netip.MustParsePrefix("10.0.2.0/24")
@@ -216,35 +217,17 @@ func (s *system) checkBinaries() []Problem {
 	return ps
 }
 
-// hostPort is a port the node publishes on the host.
-type hostPort struct {
-	network      string
-	port         int
-	what         string
-	controlPlane bool
-}
-
-func nodePorts(o PreflightOptions) []hostPort {
-	api := o.APIServerPort
-	if api == 0 {
-		api = DefaultAPIServerPort
-	}
-	return []hostPort{
-		{"tcp", api, "kube-apiserver", true},
-		{"tcp", 2379, "etcd clients", true},
-		{"tcp", 2380, "etcd peers", true},
-		{"tcp", 10250, "kubelet", false},
-		{"tcp", 10256, "kube-proxy health", false},
-		{"udp", 8472, "flannel VXLAN", false},
-	}
-}
-
 func (s *system) checkPorts(o PreflightOptions) []Problem {
 	var ps []Problem
-	for _, p := range nodePorts(o) {
-		if o.Worker && p.controlPlane {
-			continue
-		}
+	role := config.ControlPlane
+	if o.Worker {
+		role = config.Worker
+	}
+	for _, np := range config.PortsOf(role, o.APIServerPort) {
+		p := struct {
+			network, what string
+			port          int
+		}{np.Proto, np.What, np.Port}
 		err := s.bind(p.network, p.port)
 		if err == nil {
 			continue

@@ -2,9 +2,12 @@ package host
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
@@ -24,10 +27,117 @@ type State struct {
 	TunMode os.FileMode `json:"tunMode,omitempty"`
 	// CreatedModulesDir is true when EnsureModulesDir created /lib/modules.
 	CreatedModulesDir bool `json:"createdModulesDir,omitempty"`
+	// Created are files and directories u7s made (a directory with all in it); reset
+	// removes them, deepest first.
+	Created []string `json:"created,omitempty"`
+	// Kept are, for a directory that existed before init or join and that kubeadm writes
+	// into (/etc/kubernetes), the entries it had then: reset removes every other entry.
+	Kept map[string][]string `json:"kept,omitempty"`
 }
 
 func (st State) empty() bool {
-	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0 && st.TunMode == 0 && !st.CreatedModulesDir
+	return !st.CreatedUser && len(st.AddedSubUIDs) == 0 && len(st.AddedSubGIDs) == 0 && len(st.Sysctls) == 0 &&
+		st.TunMode == 0 && !st.CreatedModulesDir && len(st.Created) == 0 && len(st.Kept) == 0
+}
+
+// MakeDir creates dir (mode, owner) unless it exists, and records it as made by u7s. A dir
+// that existed is only recorded with its entries (Kept), so that reset removes only what
+// was added to it.
+func MakeDir(dir string, mode os.FileMode, uid, gid int) error {
+	return defaultSystem().makeDir(dir, mode, uid, gid)
+}
+
+func (s *system) makeDir(dir string, mode os.FileMode, uid, gid int) error {
+	p := s.path(dir)
+	if fi, err := os.Stat(p); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory: move it away", dir)
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if err := s.updateState(func(st *State) {
+			if _, ok := st.Kept[dir]; !ok && !slices.Contains(st.Created, dir) {
+				if st.Kept == nil {
+					st.Kept = map[string][]string{}
+				}
+				st.Kept[dir] = names
+			}
+		}); err != nil {
+			return err
+		}
+		return os.Chown(p, uid, gid)
+	}
+	if err := s.updateState(func(st *State) { st.Created = appendNew(st.Created, dir) }); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p, mode); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	return os.Chown(p, uid, gid)
+}
+
+// RecordCreated notes files u7s is about to write (recorded first, so that a crash in
+// between leaves nothing unrecorded), unless they exist already: what existed stays.
+func RecordCreated(files ...string) error {
+	s := defaultSystem()
+	return s.updateState(func(st *State) {
+		for _, f := range files {
+			if _, err := os.Lstat(s.path(f)); err == nil && !slices.Contains(st.Created, f) {
+				continue
+			}
+			st.Created = appendNew(st.Created, f)
+		}
+	})
+}
+
+func appendNew(list []string, v string) []string {
+	if slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
+}
+
+// RemoveRecorded removes what MakeDir and RecordCreated recorded: made paths whole, and in
+// kept directories every entry that was not there before. Safe to repeat.
+func RemoveRecorded() error { return defaultSystem().removeRecorded() }
+
+func (s *system) removeRecorded() error {
+	st, err := s.loadState()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for dir, names := range st.Kept {
+		ents, err := os.ReadDir(s.path(dir))
+		if err != nil && !isNotExist(err) {
+			errs = append(errs, err)
+		}
+		for _, e := range ents {
+			if !slices.Contains(names, e.Name()) {
+				if err := os.RemoveAll(filepath.Join(s.path(dir), e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	// Deepest first, so that a recorded file inside a recorded directory goes before it.
+	created := slices.Clone(st.Created)
+	slices.SortFunc(created, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	for _, p := range created {
+		if err := os.RemoveAll(s.path(p)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.updateState(func(st *State) { st.Created, st.Kept = nil, nil })
 }
 
 // LoadState reads paths.HostStateFile; a missing file is an empty State.

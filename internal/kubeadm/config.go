@@ -5,8 +5,15 @@ package kubeadm
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	bootstraptokenv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/bootstraptoken/v1"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
@@ -15,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/kubelet"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/version"
@@ -41,8 +49,9 @@ var IgnoredPreflightErrors = []string{
 type InitOptions struct {
 	Node                 *config.Node
 	ControlPlaneEndpoint string
-	CertSANs             []string
-	CertificateKey       string
+	// Token is the bootstrap token init creates (the printed join commands carry it).
+	Token          string
+	CertificateKey string
 }
 
 // InitDocuments returns the multi-document kubeadm configuration of a first control plane.
@@ -56,8 +65,24 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 		},
 		NodeRegistration: nodeRegistration(n),
 		CertificateKey:   o.CertificateKey,
+		Patches:          &kubeadmv1.Patches{Directory: PatchesDir},
 	}
-	sans := append([]string{n.AdvertiseAddress, "127.0.0.1", "localhost", n.NodeName}, o.CertSANs...)
+	if o.Token != "" {
+		bt, err := bootstraptokenv1.NewBootstrapTokenString(o.Token)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap token: %w", err)
+		}
+		initCfg.BootstrapTokens = []bootstraptokenv1.BootstrapToken{{
+			Token: bt, Groups: []string{"system:bootstrappers:kubeadm:default-node-token"},
+			Usages: []string{"signing", "authentication"}, TTL: &metav1.Duration{Duration: 24 * time.Hour},
+		}}
+	}
+	sans := []string{n.AdvertiseAddress, "127.0.0.1", "localhost", n.NodeName}
+	if h, _, err := net.SplitHostPort(o.ControlPlaneEndpoint); err == nil {
+		sans = append(sans, h)
+	} else if o.ControlPlaneEndpoint != "" {
+		sans = append(sans, o.ControlPlaneEndpoint)
+	}
 	clusterCfg := &kubeadmv1.ClusterConfiguration{
 		TypeMeta:             metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "ClusterConfiguration"},
 		KubernetesVersion:    version.Pinned.Kubernetes,
@@ -85,7 +110,7 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 		}},
 		CertificatesDir: paths.KubernetesDir + "/pki",
 	}
-	return marshalDocuments(initCfg, clusterCfg, kubelet.Config(n), kubeProxyConfig(n))
+	return marshalDocuments(initCfg, clusterCfg, kubelet.Config(), kubeProxyConfig(n))
 }
 
 func nodeRegistration(n *config.Node) kubeadmv1.NodeRegistrationOptions {
@@ -97,6 +122,9 @@ func nodeRegistration(n *config.Node) kubeadmv1.NodeRegistrationOptions {
 			{Name: "node-ip", Value: n.AdvertiseAddress},
 		},
 		IgnorePreflightErrors: IgnoredPreflightErrors,
+		// nil: kubeadm's control-plane taint on a control plane; empty: none (ordinary pods
+		// may run there, as on a single-node cluster).
+		Taints: taints(n),
 		ImagePullPolicy:       "IfNotPresent",
 		ImagePullSerial:       ptr.To(false),
 	}
@@ -119,6 +147,25 @@ func kubeProxyConfig(n *config.Node) *kubeproxyv1alpha1.KubeProxyConfiguration {
 			TCPCloseWaitTimeout:   &zero,
 		},
 	}
+}
+
+func taints(n *config.Node) []corev1.Taint {
+	if n.ScheduleWorkloads {
+		return []corev1.Taint{}
+	}
+	return nil
+}
+
+// WritePatches writes this node's kubeadm patches (its kubelet settings) into PatchesDir.
+func WritePatches(n *config.Node) error {
+	b, err := json.MarshalIndent(kubelet.NodePatch(n.Cgroup), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(PatchesDir, 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(PatchesDir, "kubeletconfiguration+strategic.json"), append(b, '\n'), 0o644)
 }
 
 func marshalDocuments(docs ...any) ([]byte, error) {

@@ -7,7 +7,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/u7s/u7s/internal/cgroups"
-	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -23,11 +22,11 @@ const (
 	VolumePluginDir = RootDir + "/volumeplugins"
 )
 
-// Config returns the KubeletConfiguration of a rootless node (the upstream type, which kubeadm
-// takes as a component config document).
-func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
-	limits := n.Cgroup != cgroups.None
-	c := &kubeletv1beta1.KubeletConfiguration{
+// Config returns the cluster-wide KubeletConfiguration of rootless nodes (the upstream type,
+// which kubeadm takes as a component config document and stores in the kubelet-config
+// ConfigMap). What differs between nodes (the cgroup mode) is NodePatch's.
+func Config() *kubeletv1beta1.KubeletConfiguration {
+	return &kubeletv1beta1.KubeletConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// Alpha through 1.36: lets the kubelet ignore the errors of what a user namespace forbids
 		// (sysctls, oom_score_adj, some /proc files).
@@ -36,9 +35,7 @@ func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
 		CgroupRoot:    "/",
 		FailSwapOn:    ptr.To(false),
 		FailCgroupV1:  ptr.To(false),
-		CgroupsPerQOS: ptr.To(limits),
-		// Without per-QoS cgroups there is nothing to enforce; kubeadm turns an empty list back
-		// into ["pods"], so "none" must be spelt out.
+		CgroupsPerQOS: ptr.To(true),
 		EnforceNodeAllocatable: []string{"pods"},
 		// cadvisor's disk metrics need it on (else the eviction manager never syncs).
 		LocalStorageCapacityIsolation: ptr.To(true),
@@ -54,8 +51,24 @@ func Config(n *config.Node) *kubeletv1beta1.KubeletConfiguration {
 		ProtectKernelDefaults:    false,
 		RotateCertificates:       true,
 	}
-	if !limits {
-		c.EnforceNodeAllocatable = []string{"none"}
+}
+
+// NodePatch is this node's strategic-merge patch of the KubeletConfiguration (kubeadm's
+// "kubeletconfiguration" patch target, applied at init and join on this node only). Without
+// cgroup delegation there are no per-QoS cgroups and nothing to enforce; kubeadm turns an
+// empty list back into ["pods"], so "none" is spelt out. The keys are the upstream type's
+// JSON names (a unit test decodes the patch strictly into it).
+func NodePatch(mode cgroups.Mode) map[string]any {
+	limits := mode != cgroups.None
+	p := map[string]any{
+		"apiVersion":    "kubelet.config.k8s.io/v1beta1",
+		"kind":          "KubeletConfiguration",
+		"cgroupsPerQOS": limits,
 	}
-	return c
+	if !limits {
+		p["enforceNodeAllocatable"] = []string{"none"}
+	} else {
+		p["enforceNodeAllocatable"] = []string{"pods"}
+	}
+	return p
 }

@@ -3,6 +3,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/service"
 )
 
 // Owner is the node's user, looked up on the host.
@@ -30,8 +32,14 @@ func LookupOwner() (Owner, error) {
 	if err != nil {
 		return Owner{}, fmt.Errorf("user %s does not exist: run u7s init or u7s join first", paths.User)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return Owner{}, fmt.Errorf("user %s has a non-numeric uid %q", paths.User, u.Uid)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return Owner{}, fmt.Errorf("user %s has a non-numeric gid %q", paths.User, u.Gid)
+	}
 	return Owner{uid, gid}, nil
 }
 
@@ -110,6 +118,43 @@ func describe(ws unix.WaitStatus) string {
 		return "signal " + ws.Signal().String()
 	}
 	return "status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// Start starts the node: through systemd where the node is a service (the start job ends when
+// the supervisor reports READY=1), else as a detached supervisor; then waits for the
+// namespace (cri-o answering inside).
+func Start(ctx context.Context, asService bool, o Owner) (pid int, err error) {
+	if pid := SupervisorPID(); pid != 0 {
+		return pid, nil
+	}
+	if asService {
+		if err := service.Start(ctx); err != nil {
+			return 0, err
+		}
+		pid = service.MainPID(ctx)
+	} else {
+		exe, err := os.Executable()
+		if err != nil {
+			return 0, err
+		}
+		if pid, err = StartDetached(o, exe); err != nil {
+			return 0, err
+		}
+	}
+	if err := WaitReady(pid, 2*time.Minute); err != nil {
+		return pid, fmt.Errorf("the node's namespace did not come up: %w", err)
+	}
+	return pid, nil
+}
+
+// StopNode stops the node the way it runs: the systemd unit, or the detached supervisor.
+func StopNode(ctx context.Context, asService bool) error {
+	if asService && service.Systemd() {
+		if err := service.Stop(ctx); err != nil {
+			return err
+		}
+	}
+	return Stop(30 * time.Second)
 }
 
 // SupervisorPID returns the running supervisor's PID, or 0.

@@ -10,20 +10,6 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 )
 
-// binds are the node's persistent directories: kept under u7s-admin's state directory on the
-// host, seen at their usual paths inside the namespace.
-var binds = []struct{ state, target string }{
-	{"kubelet", "/var/lib/kubelet"},
-	{"etcd", "/var/lib/etcd"},
-	{"cni/lib", "/var/lib/cni"},
-	// containers/image's defaults for root (the namespace's root), e.g. its sigstore: the
-	// host's /var/lib/containers is root's, not the node's.
-	{"containers", "/var/lib/containers"},
-	{"cni/net.d", "/etc/cni/net.d"},
-	{"log/pods", "/var/log/pods"},
-	{"log/containers", "/var/log/containers"},
-}
-
 // realDirs are host directories the node writes, which rootlesskit's copy-up shows as symlinks
 // into its hidden bind of the original: runc refuses a container rootfs whose path has a
 // symlink in it, so each becomes a real directory again, bound to its original.
@@ -49,12 +35,12 @@ func Mounts() error {
 	if err := bind(fmt.Sprintf("/proc/self/fd/%d", logFD), paths.LogDir); err != nil {
 		return err
 	}
-	for _, b := range binds {
-		src := filepath.Join(paths.State, b.state)
+	for _, b := range paths.NamespaceBinds {
+		src := filepath.Join(paths.State, b.State)
 		if err := os.MkdirAll(src, 0o755); err != nil {
 			return err
 		}
-		if err := bind(src, b.target); err != nil {
+		if err := bind(src, b.Target); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,10 @@
 // `make install` and the rpm lay out the same tree.
 package paths
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strings"
+)
 
 const (
 	// User is the system user whose user namespace holds the whole node.
@@ -56,3 +59,33 @@ const (
 	// supervisor joins them and the namespace mounts them.
 	CgroupDelegationFile = "/etc/u7s/cgroup-delegation.json"
 )
+
+// KubeletKubeconfig is the kubelet's kubeconfig (system:node:NAME), on every node: the
+// node's own credentials for the host-side u7s (NodePort forwarding, its own Node object).
+const KubeletKubeconfig = KubernetesDir + "/kubelet.conf"
+
+// NamespaceBinds are the node's persistent directories: kept under State on the host (State
+// is the key's directory), seen at their usual paths inside the namespace.
+var NamespaceBinds = []struct{ State, Target string }{
+	{"kubelet", "/var/lib/kubelet"},
+	{"etcd", "/var/lib/etcd"},
+	{"cni/lib", "/var/lib/cni"},
+	// containers/image's defaults for root (the namespace's root), e.g. its sigstore: the
+	// host's /var/lib/containers is root's, not the node's.
+	{"containers", "/var/lib/containers"},
+	{"cni/net.d", "/etc/cni/net.d"},
+	{"log/pods", "/var/log/pods"},
+	{"log/containers", "/var/log/containers"},
+}
+
+// OnHost maps a path as the namespace sees it to where it is on the host (paths outside
+// NamespaceBinds are the same on both sides).
+func OnHost(inside string) string {
+	clean := filepath.Clean(inside)
+	for _, b := range NamespaceBinds {
+		if rest, ok := strings.CutPrefix(clean, b.Target); ok && (rest == "" || rest[0] == '/') {
+			return filepath.Join(State, b.State) + rest
+		}
+	}
+	return inside
+}

@@ -17,12 +17,12 @@ import (
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/ports"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Run blocks for the life of the node.
@@ -43,6 +43,15 @@ func Run() error {
 			return fmt.Errorf("joining the delegated cgroups: %w", err)
 		}
 	case cgroups.V2Delegated:
+		// init chose v2 delegation from the unit's Delegate=yes: refuse a start where it is
+		// not there, rather than a node whose pod limits are silently off.
+		layout, err := cgroups.Detect()
+		if err != nil {
+			return err
+		}
+		if _, err := cgroups.DetectV2Delegation(layout, os.Getuid()); err != nil {
+			return fmt.Errorf("the node was set up for cgroup v2 delegation, but: %w", err)
+		}
 		evacuate = "u7s-supervisor"
 	}
 	var specs []port.Spec
@@ -74,6 +83,7 @@ func Run() error {
 		}
 	}()
 	log.Printf("starting the namespace (cgroup mode %s)", n.Cgroup)
+	status("starting the namespace (rootlesskit, slirp4netns) and cri-o")
 	return namespace.RunParent(namespace.Config{
 		StateDir:        paths.RootlesskitStateDir,
 		MTU:             65520,
@@ -90,25 +100,44 @@ func notifyWhenReady() bool {
 		return false
 	}
 	log.Printf("node namespace is ready")
-	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyReady+"\nSTATUS=cri-o ready; the kubelet runs the node")
 	return true
 }
+
+// status is a STATUS= line for systemctl status while the node starts.
+func status(s string) { _, _ = sddaemon.SdNotify(false, "STATUS="+s) }
 
 // childIP is slirp4netns's address of the namespace (tap0).
 const childIP = "10.0.2.100"
 
-// forwardNodePorts runs the NodePort controller once the cluster's API answers (on a first
-// init, kubeadm has not written the kubeconfig yet when the namespace comes up).
+// forwardNodePorts runs the NodePort controller, with the node's own credentials (every role
+// has them), once the cluster's API answers (on a first init or join, kubeadm has not written
+// them yet when the namespace comes up).
 func forwardNodePorts(ctx context.Context) {
 	var cs kubernetes.Interface
+	var last string
 	for cs == nil {
-		if cfg, err := clientcmd.BuildConfigFromFlags("", paths.AdminKubeconfig); err == nil {
-			if c, err := kubernetes.NewForConfig(cfg); err == nil {
-				if _, err := c.Discovery().ServerVersion(); err == nil {
-					cs = c
-					break
-				}
+		err := func() error {
+			cfg, err := kube.NodeConfig()
+			if err != nil {
+				return err
 			}
+			c, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Discovery().ServerVersion(); err != nil {
+				return err
+			}
+			cs = c
+			return nil
+		}()
+		if err != nil && err.Error() != last {
+			log.Printf("NodePort forwarding waits for the node's credentials and the API: %v", err)
+			last = err.Error()
+		}
+		if cs != nil {
+			break
 		}
 		select {
 		case <-ctx.Done():

@@ -74,7 +74,8 @@ func hostUnchanged(t *testing.T) {
 func initNode(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
-	out, err := run(t, u7s, "init")
+	// A single node runs ordinary pods too: no control-plane taint (kubeadm's Taints).
+	out, err := run(t, u7s, "init", "--schedule-workloads")
 	t.Logf("u7s init:\n%s", out)
 	if err != nil {
 		for _, f := range []string{"supervisor.log", "crio.log", "kubelet.log"} {
@@ -211,7 +212,9 @@ func TestNode(t *testing.T) {
 		}
 	})
 
-	kubectl(t, "taint", "nodes", "--all", "node-role.kubernetes.io/control-plane:NoSchedule-")
+	if taints := kubectl(t, "get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"); strings.Contains(taints, "control-plane") {
+		t.Errorf("init --schedule-workloads left the control-plane taint: %s", taints)
+	}
 
 	t.Run("container uids map to u7s-admin and its subordinate ids", func(t *testing.T) {
 		apply(t, `apiVersion: v1

@@ -72,7 +72,6 @@ func TestPorts(t *testing.T) {
 	}
 	nodeIP := strings.TrimSpace(kubectl(t, "get", "nodes", "-o", "jsonpath={.items[0].status.addresses[?(@.type=='InternalIP')].address}"))
 	clientHost(t, nodeIP)
-	run(t, "kubectl", "taint", "nodes", "--all", "node-role.kubernetes.io/control-plane:NoSchedule-")
 	run(t, "kubectl", "delete", "deployment/e2e-np", "service/e2e-np", "service/taken", "--ignore-not-found", "--now")
 	apply(t, `apiVersion: apps/v1
 kind: Deployment

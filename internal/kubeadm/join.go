@@ -1,0 +1,188 @@
+package kubeadm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
+	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"k8s.io/kubernetes/cmd/kubeadm/app/discovery/token"
+	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
+	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
+	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/version"
+)
+
+// JoinOptions are the choices of `u7s join` that reach kubeadm.
+type JoinOptions struct {
+	Node           *config.Node
+	Endpoint       string   // the API server (or balancer) HOST:PORT
+	Token          string   // bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}
+	CACertHashes   []string // sha256:... pins of the cluster CA's public key
+	ControlPlane   bool
+	CertificateKey string
+}
+
+// JoinDocuments returns the JoinConfiguration of a node that joins. kubeadm reads only this
+// document from a join configuration: the node's own kubelet settings come from the patches.
+func JoinDocuments(o JoinOptions) ([]byte, error) {
+	n := o.Node
+	j := &kubeadmv1.JoinConfiguration{
+		TypeMeta:         metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "JoinConfiguration"},
+		NodeRegistration: nodeRegistration(n),
+		Discovery: kubeadmv1.Discovery{
+			BootstrapToken: &kubeadmv1.BootstrapTokenDiscovery{
+				Token:             o.Token,
+				APIServerEndpoint: o.Endpoint,
+				CACertHashes:      o.CACertHashes,
+			},
+			TLSBootstrapToken: o.Token,
+		},
+		Patches: &kubeadmv1.Patches{Directory: PatchesDir},
+	}
+	if o.ControlPlane {
+		j.ControlPlane = &kubeadmv1.JoinControlPlane{
+			LocalAPIEndpoint: kubeadmv1.APIEndpoint{AdvertiseAddress: n.AdvertiseAddress, BindPort: int32(n.APIServerPort)},
+			CertificateKey:   o.CertificateKey,
+		}
+	}
+	return marshalDocuments(j)
+}
+
+// Discover does what kubeadm join does first, before the host changes: it fetches the
+// cluster-info ConfigMap from endpoint, checks its signature with the token and the CA
+// against the pins, and returns a client authenticated by the token. A wrong token or CA
+// hash, or an endpoint that does not answer, is an error that names it.
+func Discover(ctx context.Context, o JoinOptions, timeout time.Duration) (kubernetes.Interface, error) {
+	d := &kubeadmapi.Discovery{
+		BootstrapToken: &kubeadmapi.BootstrapTokenDiscovery{
+			Token: o.Token, APIServerEndpoint: o.Endpoint, CACertHashes: o.CACertHashes,
+		},
+		TLSBootstrapToken: o.Token,
+	}
+	kc, err := token.RetrieveValidatedConfigInfo(nil, d, timeout)
+	if err != nil {
+		return nil, explainDiscovery(o, err)
+	}
+	for _, c := range kc.Clusters {
+		cfg := &rest.Config{Host: c.Server, BearerToken: o.Token, Timeout: 15 * time.Second,
+			TLSClientConfig: rest.TLSClientConfig{CAData: c.CertificateAuthorityData}}
+		return kubernetes.NewForConfig(cfg)
+	}
+	return nil, fmt.Errorf("the cluster-info of %s names no cluster", o.Endpoint)
+}
+
+func explainDiscovery(o JoinOptions, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "none of the public keys") || strings.Contains(msg, "public key"):
+		return fmt.Errorf("the cluster's CA at %s does not match --discovery-token-ca-cert-hash %s: copy the hash from the join command that u7s init or u7s token create --print-join-command printed (%v)",
+			o.Endpoint, strings.Join(o.CACertHashes, ","), err)
+	case strings.Contains(msg, "JWS") || strings.Contains(msg, "token"):
+		return fmt.Errorf("the token is not valid for the cluster at %s (wrong, expired or deleted): make a new one on a control plane with u7s token create --print-join-command (%v)", o.Endpoint, err)
+	default:
+		return fmt.Errorf("cannot reach the cluster's API at %s: check the address and port, that the control plane runs, and the firewall (%v)", o.Endpoint, err)
+	}
+}
+
+// CheckCertificateKey tries the key on the control-plane certificates the cluster holds
+// (kubeadm's kubeadm-certs Secret, uploaded by init --upload-certs, deleted after 2 hours),
+// decrypting them into a scratch directory that is removed again.
+func CheckCertificateKey(ctx context.Context, cs kubernetes.Interface, key string) error {
+	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, "kubeadm-certs", metav1.GetOptions{}); err != nil {
+		return fmt.Errorf("the cluster holds no uploaded control-plane certificates (they expire 2 hours after upload): on a control plane run u7s init phase upload-certs --upload-certs and use the key it prints last (%v)", err)
+	}
+	dir, err := os.MkdirTemp("", "u7s-certcheck-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := &kubeadmapi.InitConfiguration{}
+	cfg.CertificatesDir = dir
+	devnull, _ := os.Open(os.DevNull)
+	stdout := os.Stdout
+	if devnull != nil { // DownloadCerts prints its progress to stdout
+		os.Stdout = devnull
+		defer func() { os.Stdout = stdout; devnull.Close() }()
+	}
+	if err := copycerts.DownloadCerts(cs, cfg, key); err != nil {
+		return fmt.Errorf("--certificate-key does not decrypt the cluster's control-plane certificates (wrong key, or certificates uploaded again since): run u7s init phase upload-certs --upload-certs on a control plane and use the key it prints last (%v)", err)
+	}
+	return nil
+}
+
+// NewCertificateKey makes a key for uploading the control-plane certificates.
+func NewCertificateKey() (string, error) { return copycerts.CreateCertificateKey() }
+
+// ValidToken checks a bootstrap token's form.
+func ValidToken(t string) error {
+	id, secret, ok := strings.Cut(t, ".")
+	if !ok || len(id) != 6 || len(secret) != 16 || strings.Trim(id+secret, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+		return errors.New("--token: want a bootstrap token like abcdef.0123456789abcdef (from u7s token create)")
+	}
+	return nil
+}
+
+// PatchesDir holds kubeadm's patches of this node: its own kubelet settings.
+var PatchesDir = paths.ConfigDir + "/kubeadm-patches"
+
+// RemoveEtcdMember removes this control plane's stacked etcd member from the cluster (as
+// kubeadm reset does), from the host: the etcd endpoints are the control planes' host
+// addresses, and the certificates are /etc/kubernetes/pki on the host too. The last member
+// is left alone.
+func RemoveEtcdMember(n *config.Node) error {
+	client, err := kubeconfigutil.ClientSetFromFile(paths.AdminKubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg := &kubeadmapi.InitConfiguration{}
+	cfg.CertificatesDir = paths.KubernetesDir + "/pki"
+	cfg.LocalAPIEndpoint = kubeadmapi.APIEndpoint{AdvertiseAddress: n.AdvertiseAddress, BindPort: int32(n.APIServerPort)}
+	if err := etcdphase.RemoveStackedEtcdMemberFromCluster(client, cfg); err != nil {
+		return fmt.Errorf("removing the etcd member of %s: %w", n.AdvertiseAddress, err)
+	}
+	return nil
+}
+
+// UploadCerts runs kubeadm's upload-certs phase on the host (admin.conf, /etc/kubernetes/pki):
+// the control-plane certificates, encrypted with key, into the kubeadm-certs Secret.
+func UploadCerts(key string, out io.Writer) error {
+	cc := &kubeadmv1.ClusterConfiguration{
+		TypeMeta:          metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "ClusterConfiguration"},
+		KubernetesVersion: version.Pinned.Kubernetes,
+		CertificatesDir:   paths.KubernetesDir + "/pki",
+	}
+	ic := &kubeadmv1.InitConfiguration{
+		TypeMeta:         metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "InitConfiguration"},
+		CertificateKey:   key,
+		NodeRegistration: kubeadmv1.NodeRegistrationOptions{CRISocket: "unix://" + paths.CRIOSocket},
+	}
+	doc, err := marshalDocuments(ic, cc)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "u7s-upload-certs-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(doc); err != nil {
+		return err
+	}
+	f.Close()
+	filter := NewOutputFilter(out)
+	defer filter.Flush()
+	return Run([]string{"init", "phase", "upload-certs", "--upload-certs",
+		"--config", f.Name(), "--kubeconfig", paths.AdminKubeconfig}, nil, filter, filter)
+}

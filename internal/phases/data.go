@@ -1,0 +1,140 @@
+// Package phases holds u7s's flows as pipelines of named phases on kubeadm's workflow runner
+// (linked from k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow): init and join
+// (flows.go lists them), start and reset. Each phase is a small function in this package
+// that calls the package doing the work (host, cgroups, kubeadm, service, flannel, kube).
+// `u7s init phase --help` lists them; --skip-phases leaves some out.
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/registry"
+)
+
+// Options are the flags of init and join.
+type Options struct {
+	// Both.
+	NodeName             string
+	AdvertiseAddress     string
+	BindPort             int
+	DryRun               bool
+	Verbosity            int
+	CgroupMode           string // "auto" or "none"
+	KeepOnFailure        bool
+	NoNodePortForwarding bool
+	ScheduleWorkloads    bool
+	Registry             registry.Source
+
+	// init.
+	PodCIDR              string
+	ServiceCIDR          string
+	ControlPlaneEndpoint string
+	KubernetesVersion    string
+	UploadCerts          bool
+
+	// join.
+	Endpoint       string
+	Token          string
+	CACertHashes   []string
+	ControlPlane   bool
+	CertificateKey string
+}
+
+// Flow names.
+const (
+	FlowInit = "init"
+	FlowJoin = "join"
+)
+
+// Data is what the phases of one run share.
+type Data struct {
+	Ctx  context.Context
+	Out  io.Writer
+	Flow string
+	O    Options
+
+	pod, svc  netip.Prefix
+	res       registry.Resolution
+	node      *config.Node
+	owner     node.Owner
+	docs      []byte // the kubeadm configuration
+	join      kubeadm.JoinOptions
+	bootstrap kubernetes.Interface // join: the client discovery gave (bootstrap token)
+	token     string               // init: the bootstrap token it creates
+	certKey   string               // the certificate key of uploaded certificates
+	cgroup    cgroups.Mode
+	// Changed is set once a phase changed the host: a failure after it is undone.
+	Changed bool
+}
+
+// NewData starts a run of flow with the flags.
+func NewData(ctx context.Context, flow string, o Options, out io.Writer) (*Data, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("u7s %s must run as root: try sudo u7s %s", flow, flow)
+	}
+	return &Data{Ctx: ctx, Out: out, Flow: flow, O: o}, nil
+}
+
+// Node is the node's configuration: the one this run made, or the saved one (a phase run
+// alone, such as `u7s init phase upload-certs`).
+func (d *Data) Node() (*config.Node, error) {
+	if d.node != nil {
+		return d.node, nil
+	}
+	n, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	d.node = n
+	return n, nil
+}
+
+// Owner is the node's user.
+func (d *Data) Owner() (node.Owner, error) {
+	if d.owner.UID != 0 {
+		return d.owner, nil
+	}
+	o, err := node.LookupOwner()
+	if err != nil {
+		return o, err
+	}
+	d.owner = o
+	return o, nil
+}
+
+func (d *Data) step(format string, args ...any) {
+	fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...)
+}
+
+func (d *Data) detail(format string, args ...any) {
+	fmt.Fprintf(d.Out, "    "+format+"\n", args...)
+}
+
+// asData is the type assertion every phase starts with.
+func asData(c any) (*Data, error) {
+	d, ok := c.(*Data)
+	if !ok {
+		return nil, errors.New("internal error: phase run with the wrong data")
+	}
+	return d, nil
+}
+
+// problems joins flag problems into one error.
+func problems(ps []string) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bad flags:\n  %s", strings.Join(ps, "\n  "))
+}

@@ -1,0 +1,190 @@
+package phases
+
+import (
+	"fmt"
+	"os"
+
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/version"
+)
+
+// hostPhase prepares the host; every change is recorded so that reset undoes it.
+func hostPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "host",
+		Short: "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			if d.O.DryRun {
+				d.step("[dry-run] would create user %s, apply sysctls and make the node's directories", paths.User)
+				return nil
+			}
+			d.Changed = true
+			d.step("creating the system user %s", paths.User)
+			u, err := host.EnsureUser()
+			if err != nil {
+				return err
+			}
+			d.owner = node.Owner{UID: u.UID, GID: u.GID}
+			d.detail("uid %d, subordinate ids %s", u.UID, u.SubUID)
+			d.step("applying sysctls")
+			if _, err := host.ApplySysctls(); err != nil {
+				return err
+			}
+			if err := host.EnsureTun(); err != nil {
+				return err
+			}
+			if err := host.EnsureModulesDir(); err != nil {
+				return err
+			}
+			for _, dir := range []string{paths.RunDir, paths.State, paths.LogDir, paths.KubernetesDir} {
+				if err := host.MakeDir(dir, 0o755, u.UID, u.GID); err != nil {
+					return err
+				}
+			}
+			return os.MkdirAll(paths.ConfigDir, 0o755)
+		},
+	}
+}
+
+// cgroupsPhase chooses the cgroup mode and, on v1, delegates the node's subtrees.
+func cgroupsPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "cgroups",
+		Short: "Choose the cgroup mode; on cgroup v1 delegate a subtree of every hierarchy to u7s-admin",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			if d.O.DryRun {
+				return nil
+			}
+			o, err := d.Owner()
+			if err != nil {
+				return err
+			}
+			d.step("choosing the cgroup mode")
+			mode, err := cgroups.Choose(d.O.CgroupMode, useService(), o.UID, o.GID)
+			if err != nil {
+				return err
+			}
+			d.cgroup = mode
+			d.detail("%s: %s", mode, mode.Description())
+			return nil
+		},
+	}
+}
+
+// useService: the node runs as the systemd unit where systemd is PID 1.
+func useService() bool { return serviceAvailable() }
+
+// configPhase writes the node's configuration and its kubeadm documents.
+func configPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "config",
+		Short: "Write the node's configuration (/etc/u7s/node.json), its kubeadm configuration and kubelet patches",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			return d.writeConfig()
+		},
+	}
+}
+
+func (d *Data) writeConfig() error {
+	name, err := d.nodeName()
+	if err != nil {
+		return err
+	}
+	addr := d.O.AdvertiseAddress
+	if addr == "" {
+		ip, err := host.PrimaryIPv4()
+		if err != nil {
+			return err
+		}
+		addr = ip.String()
+	}
+	n := &config.Node{
+		Role:               d.role(),
+		NodeName:           name,
+		AdvertiseAddress:   addr,
+		APIServerPort:      d.O.BindPort,
+		Registry:           d.res.Value,
+		ImageRepository:    d.res.ImageRepository(),
+		PauseImage:         d.res.PauseImage(version.Pinned),
+		FlannelImage:       d.res.FlannelImage(version.Pinned),
+		Insecure:           registry.InsecureRegistries(d.res),
+		Ports:              config.RolePorts(d.role(), d.O.BindPort),
+		NodePortForwarding: !d.O.NoNodePortForwarding,
+		ScheduleWorkloads:  d.O.ScheduleWorkloads,
+		Cgroup:             d.cgroup,
+		Service:            useService(),
+	}
+	if n.Cgroup == "" {
+		n.Cgroup = cgroups.None // --dry-run, or the cgroups phase skipped
+	}
+	var docs []byte
+	switch d.Flow {
+	case FlowInit:
+		n.PodCIDR, n.ServiceCIDR = d.pod.String(), d.svc.String()
+		n.Endpoint = d.O.ControlPlaneEndpoint
+		if n.Endpoint == "" {
+			n.Endpoint = fmt.Sprintf("%s:%d", addr, d.O.BindPort)
+		}
+		if d.token == "" {
+			if d.token, err = kubeadm.NewToken(); err != nil {
+				return err
+			}
+		}
+		if d.O.UploadCerts && d.certKey == "" {
+			if d.certKey, err = kubeadm.NewCertificateKey(); err != nil {
+				return err
+			}
+		}
+		docs, err = kubeadm.InitDocuments(kubeadm.InitOptions{Node: n, ControlPlaneEndpoint: d.O.ControlPlaneEndpoint,
+			Token: d.token, CertificateKey: d.certKey})
+	case FlowJoin:
+		n.Endpoint = d.O.Endpoint
+		d.join.Node = n
+		docs, err = kubeadm.JoinDocuments(d.join)
+	}
+	if err != nil {
+		return err
+	}
+	d.node, d.docs = n, docs
+	if d.O.DryRun {
+		d.step("[dry-run] the node would be started and kubeadm %s run with:\n%s", d.Flow, docs)
+		return nil
+	}
+	if err := host.RecordCreated(config.Path, kubeadmConfigFile(d.Flow), kubeadm.PatchesDir); err != nil {
+		return err
+	}
+	if err := n.Save(); err != nil {
+		return err
+	}
+	if err := kubeadm.WritePatches(n); err != nil {
+		return err
+	}
+	// The file holds the bootstrap token: root's only (kubeadm reads it inside the namespace
+	// as the namespace's root, which is u7s-admin: it gets it on its standard input instead).
+	return writeSecretFile(kubeadmConfigFile(d.Flow), docs)
+}
+
+// kubeadmConfigFile is where the flow's kubeadm configuration is kept.
+func kubeadmConfigFile(flow string) string {
+	return paths.ConfigDir + "/kubeadm-" + flow + ".yaml"
+}

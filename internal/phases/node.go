@@ -1,0 +1,203 @@
+package phases
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/service"
+)
+
+func serviceAvailable() bool { return service.Systemd() }
+
+// startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
+// else a detached supervisor; both end when cri-o answers inside the namespace.
+func startPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "start",
+		Short: "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			if d.O.DryRun {
+				return nil
+			}
+			n, err := d.Node()
+			if err != nil {
+				return err
+			}
+			return startNode(d, n)
+		},
+	}
+}
+
+func startNode(d *Data, n *config.Node) error {
+	o, err := d.Owner()
+	if err != nil {
+		return err
+	}
+	if err := Prepare(n); err != nil {
+		return err
+	}
+	if n.Service {
+		d.step("installing and starting the systemd unit u7s.service")
+		wrote, err := service.Install(d.Ctx)
+		if err != nil {
+			return err
+		}
+		if wrote {
+			if err := host.RecordCreated(service.LocalUnit); err != nil {
+				return err
+			}
+		}
+	} else {
+		d.step("starting the node's namespace (rootlesskit, slirp4netns, cri-o) as a detached supervisor (systemd is not PID 1)")
+	}
+	start := time.Now()
+	pid, err := node.Start(d.Ctx, n.Service, o)
+	if err != nil {
+		return err
+	}
+	d.detail("supervisor pid %d, cri-o ready in %.1fs", pid, time.Since(start).Seconds())
+	return nil
+}
+
+// Prepare is what root does before every start of the node (the unit's ExecStartPre, and
+// u7s start): refuse a host whose address changed, and make the cgroup v1 delegation again.
+func Prepare(n *config.Node) error {
+	if a, err := netip.ParseAddr(n.AdvertiseAddress); err == nil && !host.HasAddress(a) {
+		now := "none"
+		if ip, err := host.PrimaryIPv4(); err == nil {
+			now = ip.String()
+		}
+		return fmt.Errorf("the host's address changed: node %s was made with %s, which no interface of this host has now (its address is %s); "+
+			"the old address is in the node's certificates, in etcd and in the other nodes: give the host its old address back, "+
+			"or run u7s reset and then u7s join (or u7s init) again", n.NodeName, a, now)
+	}
+	return cgroups.Prepare(n.Cgroup)
+}
+
+// kubeadmPhase runs kubeadm init or join, linked into u7s, inside the namespace.
+func kubeadmPhase(flow string) workflow.Phase {
+	return workflow.Phase{
+		Name:  "kubeadm",
+		Short: "Run kubeadm " + flow + " (linked into u7s) inside the namespace",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			if d.O.DryRun {
+				return nil
+			}
+			o, err := d.Owner()
+			if err != nil {
+				return err
+			}
+			d.step("running kubeadm %s inside the namespace", flow)
+			args := []string{"kubeadm", flow, "--config", kubeadmConfigFile(flow)}
+			if flow == FlowInit && d.O.UploadCerts {
+				args = append(args, "--upload-certs")
+			}
+			if d.O.Verbosity > 0 {
+				args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
+			}
+			if err := runInNode(o, args...); err != nil {
+				return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
+			}
+			return nil
+		},
+	}
+}
+
+// runInNode runs u7s ARGS inside the namespace as its root, kubeadm's output filtered.
+func runInNode(o node.Owner, args ...string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = paths.Binary
+	}
+	f := kubeadm.NewOutputFilter(os.Stdout)
+	defer f.Flush()
+	return node.Run(o, nil, f, f, append([]string{exe}, args...)...)
+}
+
+// uploadCertsPhase uploads the control-plane certificates, encrypted with the certificate
+// key, for further control planes; the key is the last line printed.
+func uploadCertsPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "upload-certs",
+		Short: "With --upload-certs: upload the control-plane certificates for u7s join --control-plane; prints the certificate key last",
+		RunIf: func(c workflow.RunData) (bool, error) {
+			d, err := asData(c)
+			return err == nil && d.O.UploadCerts && !d.O.DryRun, err
+		},
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			if d.certKey != "" {
+				return nil // kubeadm init uploaded them with this key
+			}
+			return d.uploadCerts()
+		},
+	}
+}
+
+func (d *Data) uploadCerts() error {
+	n, err := d.Node()
+	if err != nil {
+		return err
+	}
+	if n.Role != config.ControlPlane {
+		return fmt.Errorf("this node is a %s: upload the certificates on a control plane", n.Role)
+	}
+	key, err := kubeadm.NewCertificateKey()
+	if err != nil {
+		return err
+	}
+	d.step("uploading the control-plane certificates (valid for 2 hours)")
+	if err := kubeadm.UploadCerts(key, d.Out); err != nil {
+		return fmt.Errorf("uploading the certificates: %w", err)
+	}
+	d.certKey = key // kubeadm's last line is the key
+	return nil
+}
+
+// writeSecretFile writes a file only the node's user (and root) may read.
+func writeSecretFile(path string, data []byte) error {
+	if err := fsutil.WriteFileAtomic(path, data, 0o600); err != nil {
+		return err
+	}
+	o, err := node.LookupOwner()
+	if err != nil {
+		return err
+	}
+	return os.Chown(path, o.UID, o.GID)
+}
+
+// joinCommands are the printed commands that add nodes to this cluster.
+func joinCommands(endpoint, token, caHash, certKey string) string {
+	var b strings.Builder
+	w := fmt.Sprintf("u7s join %s --token %s --discovery-token-ca-cert-hash %s", endpoint, token, caHash)
+	fmt.Fprintf(&b, "Workers join with (as root, on each new host):\n\n  %s\n", w)
+	if certKey != "" {
+		fmt.Fprintf(&b, "\nControl planes join with (the certificates expire in 2 hours; then run u7s init phase upload-certs --upload-certs):\n\n  %s --control-plane --certificate-key %s\n", w, certKey)
+	}
+	fmt.Fprintf(&b, "\nThe token expires in 24 hours; make a new join command with: u7s token create --print-join-command\n")
+	return b.String()
+}

@@ -1,0 +1,208 @@
+package phases
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/version"
+)
+
+// preflightPhase checks everything before the host changes: flags, the registry and its
+// images, the cluster (join: endpoint, token, CA hash, certificate key) and the host.
+func preflightPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "preflight",
+		Short: "Check flags, registry, images, cluster and host; change nothing",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			return d.preflight()
+		},
+	}
+}
+
+func (d *Data) preflight() error {
+	if err := d.checkFlags(); err != nil {
+		return err
+	}
+	d.step("resolving the image registry")
+	res, err := registry.Resolve(d.O.Registry)
+	if err != nil {
+		return err
+	}
+	d.res = res
+	d.detail("U7S_REGISTRY: %s", res.Value)
+	images := registry.Refs(res.Images(version.Pinned))
+	d.step("checking that the registry has all %d images", len(images))
+	missing, err := registry.Check(d.Ctx, images)
+	if err != nil {
+		return fmt.Errorf("checking the images: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the registry lacks %d image(s) the node needs; nothing was changed on this host:\n  %s\npush them (u7s images build --push) or choose another registry with U7S_REGISTRY",
+			len(missing), strings.Join(missing, "\n  "))
+	}
+	if d.Flow == FlowJoin {
+		if err := d.discover(); err != nil {
+			return fmt.Errorf("%w\nnothing was changed on this host", err)
+		}
+	}
+	d.step("checking the host")
+	if err := host.Preflight(host.PreflightOptions{
+		APIServerPort: d.O.BindPort, Worker: d.role() == config.Worker, PodCIDR: d.pod, ServiceCIDR: d.svc,
+	}); err != nil {
+		return fmt.Errorf("the host is not ready; nothing was changed:\n%w", err)
+	}
+	return nil
+}
+
+func (d *Data) role() config.Role {
+	if d.Flow == FlowJoin && !d.O.ControlPlane {
+		return config.Worker
+	}
+	return config.ControlPlane
+}
+
+// checkFlags validates the flags of init or join.
+func (d *Data) checkFlags() error {
+	o := d.O
+	var ps []string
+	if o.BindPort < 1 || o.BindPort > 65535 {
+		ps = append(ps, fmt.Sprintf("--apiserver-bind-port %d is not a port (1-65535)", o.BindPort))
+	}
+	if o.AdvertiseAddress != "" {
+		if a, err := netip.ParseAddr(o.AdvertiseAddress); err != nil || !a.Is4() {
+			ps = append(ps, fmt.Sprintf("--apiserver-advertise-address %q is not an IPv4 address", o.AdvertiseAddress))
+		} else if !host.HasAddress(a) {
+			ps = append(ps, fmt.Sprintf("--apiserver-advertise-address %s is not an address of this host (ip -4 addr lists them)", a))
+		}
+	}
+	if o.NodeName != "" {
+		if strings.Trim(o.NodeName, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" || len(o.NodeName) > 63 {
+			ps = append(ps, fmt.Sprintf("--node-name %q: want a lower-case DNS name (letters, digits, '-', '.')", o.NodeName))
+		}
+	}
+	switch o.CgroupMode {
+	case "auto", "none":
+	default:
+		ps = append(ps, fmt.Sprintf("--cgroup-mode %q: want auto or none", o.CgroupMode))
+	}
+	switch d.Flow {
+	case FlowInit:
+		if o.KubernetesVersion != "" && o.KubernetesVersion != version.Pinned.Kubernetes {
+			ps = append(ps, fmt.Sprintf("--kubernetes-version %s: this u7s runs Kubernetes %s only; drop the flag or install the u7s of that version",
+				o.KubernetesVersion, version.Pinned.Kubernetes))
+		}
+		var err error
+		if d.pod, err = netip.ParsePrefix(o.PodCIDR); err != nil || !d.pod.Addr().Is4() {
+			ps = append(ps, fmt.Sprintf("--pod-network-cidr %q is not an IPv4 CIDR like 10.244.0.0/16", o.PodCIDR))
+		} else if d.pod.Bits() > 24 {
+			ps = append(ps, fmt.Sprintf("--pod-network-cidr %s is too small: flannel gives every node a /24; use /16", d.pod))
+		}
+		if d.svc, err = netip.ParsePrefix(o.ServiceCIDR); err != nil || !d.svc.Addr().Is4() {
+			ps = append(ps, fmt.Sprintf("--service-cidr %q is not an IPv4 CIDR like 10.96.0.0/12", o.ServiceCIDR))
+		}
+		if o.ControlPlaneEndpoint != "" {
+			if err := checkEndpoint(o.ControlPlaneEndpoint, true); err != nil {
+				ps = append(ps, "--control-plane-endpoint "+err.Error())
+			}
+		}
+	case FlowJoin:
+		if o.Endpoint == "" {
+			ps = append(ps, "the API server endpoint is missing: u7s join HOST:PORT --token ... (as printed by u7s init or u7s token create --print-join-command)")
+		} else if err := checkEndpoint(o.Endpoint, false); err != nil {
+			ps = append(ps, "endpoint "+err.Error())
+		}
+		if err := kubeadm.ValidToken(o.Token); err != nil {
+			ps = append(ps, err.Error())
+		}
+		if len(o.CACertHashes) == 0 {
+			ps = append(ps, "--discovery-token-ca-cert-hash is missing: it pins the cluster's CA (sha256:..., printed with the join command)")
+		}
+		for _, h := range o.CACertHashes {
+			if hex, ok := strings.CutPrefix(h, "sha256:"); !ok || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+				ps = append(ps, fmt.Sprintf("--discovery-token-ca-cert-hash %q: want sha256: and 64 hex digits", h))
+			}
+		}
+		if o.ControlPlane && o.CertificateKey == "" {
+			ps = append(ps, "--control-plane needs --certificate-key: the key printed by u7s init --upload-certs, or a new one from u7s init phase upload-certs --upload-certs on a control plane")
+		}
+		if !o.ControlPlane && o.CertificateKey != "" {
+			ps = append(ps, "--certificate-key is for --control-plane only")
+		}
+		if o.CertificateKey != "" && (len(o.CertificateKey) != 64 || strings.Trim(o.CertificateKey, "0123456789abcdef") != "") {
+			ps = append(ps, "--certificate-key: want 64 hex digits")
+		}
+	}
+	return problems(ps)
+}
+
+// checkEndpoint: HOST or HOST:PORT (join: a port is needed).
+func checkEndpoint(ep string, portOptional bool) error {
+	h, p, err := net.SplitHostPort(ep)
+	if err != nil {
+		if portOptional && !strings.Contains(ep, ":") {
+			return nil
+		}
+		return fmt.Errorf("%q: want HOST:PORT, e.g. 192.0.2.10:6443", ep)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: %q is not a port", ep, p)
+	}
+	if h == "" {
+		return fmt.Errorf("%q: no host", ep)
+	}
+	return nil
+}
+
+// discover checks the cluster a node joins: the endpoint answers, the token and the CA hash
+// are right, and a control plane's certificate key decrypts the uploaded certificates.
+func (d *Data) discover() error {
+	d.join = kubeadm.JoinOptions{
+		Endpoint: d.O.Endpoint, Token: d.O.Token, CACertHashes: d.O.CACertHashes,
+		ControlPlane: d.O.ControlPlane, CertificateKey: d.O.CertificateKey,
+	}
+	d.step("checking the cluster at %s (token, CA hash)", d.O.Endpoint)
+	conn, err := net.DialTimeout("tcp", d.O.Endpoint, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("cannot reach the cluster's API at %s: %v: check the address and port, that the control plane runs, and the firewall", d.O.Endpoint, err)
+	}
+	conn.Close()
+	cs, err := kubeadm.Discover(d.Ctx, d.join, 20*time.Second)
+	if err != nil {
+		return err
+	}
+	d.bootstrap = cs
+	if d.O.ControlPlane {
+		d.step("checking the certificate key")
+		if err := kubeadm.CheckCertificateKey(d.Ctx, cs, d.O.CertificateKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostname is the node name: --node-name, else the host's name in lower case.
+func (d *Data) nodeName() (string, error) {
+	if d.O.NodeName != "" {
+		return d.O.NodeName, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", err
+	}
+	return strings.ToLower(h), nil
+}

@@ -1,0 +1,197 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/cgroups"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/service"
+)
+
+// FlowReset names the reset flow.
+const FlowReset = "reset"
+
+// leavePhase takes the node out of the cluster while it still runs: a control plane's etcd
+// member is removed first (so that the others keep quorum), then its Node object.
+func leavePhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "leave",
+		Short: "Leave the cluster: remove this control plane's etcd member, then the Node object",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			n, err := config.Load()
+			if err != nil {
+				return nil // never made, or half made: nothing to leave
+			}
+			ctx, cancel := context.WithTimeout(d.Ctx, time.Minute)
+			defer cancel()
+			if n.Role == config.ControlPlane {
+				if _, err := os.Stat(paths.AdminKubeconfig); err == nil {
+					d.step("removing this control plane's etcd member")
+					if err := kubeadm.RemoveEtcdMember(n); err != nil {
+						fmt.Fprintf(d.Out, "    warning: %v\n", err)
+					}
+				}
+			}
+			cs, err := kube.Admin()
+			if err != nil {
+				cs, err = kube.Node()
+			}
+			if err != nil {
+				return nil
+			}
+			d.step("deleting the Node %s", n.NodeName)
+			err = cs.CoreV1().Nodes().Delete(ctx, n.NodeName, metav1.DeleteOptions{})
+			switch {
+			case err == nil, apierrors.IsNotFound(err):
+			case apierrors.IsForbidden(err):
+				fmt.Fprintf(d.Out, "    a worker may not delete its Node: on a control plane, run kubectl delete node %s\n", n.NodeName)
+			default:
+				fmt.Fprintf(d.Out, "    warning: deleting the Node %s: %v\n", n.NodeName, err)
+			}
+			return nil
+		},
+	}
+}
+
+// stopPhase stops the node, and disables its unit.
+func stopPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "stop",
+		Short: "Stop the node (the systemd unit, or the detached supervisor) and disable its unit",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			d.step("stopping the node")
+			var errs []error
+			if service.Systemd() {
+				if err := service.Uninstall(d.Ctx, false); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if err := node.Stop(30 * time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("stopping the supervisor: %w", err))
+			}
+			if n := killUserProcesses(); n > 0 {
+				d.detail("killed %d leftover process(es) of %s", n, paths.User)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// cleanupPhase undoes what init or join recorded, and nothing else.
+func cleanupPhase() workflow.Phase {
+	return workflow.Phase{
+		Name:  "cleanup",
+		Short: "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made",
+		Run: func(c workflow.RunData) error {
+			d, err := asData(c)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			d.step("removing the cgroup delegation")
+			if dl, err := cgroups.LoadDelegation(); err == nil {
+				if err := dl.Remove(); err != nil {
+					errs = append(errs, err)
+				}
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			d.step("restoring sysctls and removing the user %s", paths.User)
+			for _, f := range []func() error{host.RestoreSysctls, host.RemoveModulesDir, host.RestoreTun, host.RemoveUser} {
+				if err := f(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			d.step("removing the files init or join made")
+			if err := host.RemoveRecorded(); err != nil {
+				errs = append(errs, err)
+			}
+			if service.Systemd() {
+				_ = service.Reload(d.Ctx)
+			}
+			// The config dir goes too if nothing else is left in it.
+			_ = os.Remove(paths.ConfigDir)
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// killUserProcesses kills every process still owned by the node's user or one of its
+// subordinate ids (containers that escaped the namespace's end, which should not happen).
+func killUserProcesses() int {
+	o, err := node.LookupOwner()
+	if err != nil {
+		return 0
+	}
+	sub, _ := host.SubUIDRanges(paths.User, o.UID)
+	owned := func(uid int) bool {
+		return uid == o.UID || slices.ContainsFunc(sub, func(r host.IDRange) bool { return r.Contains(uid) })
+	}
+	killed := 0
+	for range 3 {
+		ents, _ := os.ReadDir("/proc")
+		found := 0
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat("/proc/"+e.Name(), &st) != nil {
+				continue
+			}
+			if owned(int(st.Uid)) {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				found++
+			}
+		}
+		if found == 0 {
+			break
+		}
+		killed += found
+		time.Sleep(500 * time.Millisecond)
+	}
+	return killed
+}
+
+// Undo is what a failed init or join runs: reset's phases. A control plane whose join failed
+// after kubeadm added its etcd member must leave, or the others' quorum counts a dead member.
+func Undo(ctx context.Context) error {
+	d := &Data{Ctx: ctx, Out: discard{}, Flow: FlowReset}
+	var errs []error
+	for _, p := range Reset() {
+		if err := p.Run(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,790 @@
+// Package hosts makes test hosts on this machine: fresh Debian 12 systems booted with systemd
+// in systemd-nspawn containers, all on one bridge, each with its own fixed address, as real
+// machines of a small site would be. They share this machine's kernel, and nothing else: each
+// has its own root file system (a copy of one cached debootstrap), network, hostname and init.
+//
+// The fresh-host test runs the README's quick start in one; the multi-host tests boot several
+// and install u7s on them the way a user does.
+package hosts
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/u7s/u7s/internal/fsutil"
+)
+
+// The one place for the test network's facts.
+const (
+	// Bridge joins every host and this machine.
+	Bridge = "u7shosts0"
+	// Suite is the Debian release of the hosts.
+	Suite = "bookworm"
+	// Mirror is where debootstrap and the hosts' apt fetch packages.
+	Mirror = "http://deb.debian.org/debian"
+	// nftTable holds the NAT that lets the hosts reach the mirror and the Go module proxy.
+	nftTable = "u7s_hosts"
+)
+
+var (
+	// Subnet of the bridge; the machine is Gateway, hosts get .11 upwards.
+	Subnet  = netip.MustParsePrefix("172.31.77.0/24")
+	Gateway = netip.MustParseAddr("172.31.77.1")
+	// CacheDir keeps the debootstrapped root between runs (it takes minutes to make).
+	CacheDir = "/var/cache/u7s-hosts"
+	// StateDir holds each host's disk and settings; RunDir its runner's pid.
+	StateDir = "/var/lib/u7s-hosts"
+	RunDir   = "/run/u7s-hosts"
+)
+
+// Packages a fresh host gets beyond debootstrap's minbase: an init (a machine of this kind
+// boots systemd) and make, which the README's first command needs before it installs the rest.
+var basePackages = []string{"systemd-sysv", "dbus", "make"}
+
+// Host is one test host's settings, saved in StateDir/NAME/host.json.
+type Host struct {
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+	// Binds are systemd-nspawn --bind or --bind-ro arguments (SRC[:DST]) given at every boot.
+	Binds   []string `json:"binds,omitempty"`
+	BindsRO []string `json:"bindsRO,omitempty"`
+	// OwnRegistry: registry.local is not pointed at this machine (the host runs its own).
+	OwnRegistry bool `json:"ownRegistry,omitempty"`
+}
+
+func hostDir(name string) string    { return filepath.Join(StateDir, name) }
+func rootfs(name string) string     { return filepath.Join(hostDir(name), "rootfs") }
+func hostFile(name string) string   { return filepath.Join(hostDir(name), "host.json") }
+func consoleLog(name string) string { return filepath.Join(hostDir(name), "console.log") }
+func pidFile(name string) string    { return filepath.Join(RunDir, name+".pid") }
+func imageDir() string              { return filepath.Join(CacheDir, Suite+"-minbase") }
+
+// Logf prints progress; the command sets it to stderr.
+var Logf = func(format string, args ...any) {}
+
+func validName(n string) error {
+	if n == "" || len(n) > 32 || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || n[0] == '-' {
+		return fmt.Errorf("host name %q: use lower-case letters, digits and '-' (it becomes the hostname and the node name)", n)
+	}
+	return nil
+}
+
+// Load reads a host's settings.
+func Load(name string) (*Host, error) {
+	b, err := os.ReadFile(hostFile(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no test host %s: make it with scripts/hosts.sh up %s", name, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var h Host
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("%s: %w", hostFile(name), err)
+	}
+	return &h, nil
+}
+
+// List returns the names of every host made.
+func List() []string {
+	ents, _ := os.ReadDir(StateDir)
+	var names []string
+	for _, e := range ents {
+		if _, err := os.Stat(hostFile(e.Name())); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// run runs a command on this machine, its output in the error when it fails.
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// EnsureImage debootstraps the fresh root once; later calls reuse the cache.
+func EnsureImage() error {
+	dir := imageDir()
+	stamp := dir + ".complete"
+	want := strings.Join(basePackages, ",")
+	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == want {
+		return nil
+	}
+	for _, c := range []string{"debootstrap", "systemd-nspawn"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s not found: make host-deps installs it", c)
+		}
+	}
+	Logf("debootstrap %s (minbase + %s) into %s: a few minutes, once", Suite, want, dir)
+	start := time.Now()
+	tmp := dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(CacheDir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+want, Suite, tmp, Mirror)
+	logf, err := os.Create(dir + ".log")
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("debootstrap failed (%v): see %s", err, dir+".log")
+	}
+	if err := prepareImage(tmp); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	Logf("fresh root ready in %.0fs", time.Since(start).Seconds())
+	return fsutil.WriteFileAtomic(stamp, []byte(want+"\n"), 0o644)
+}
+
+// cgroupsUnit makes the container's cgroup v1 hierarchies writable at every boot, as they
+// are on a real machine (systemd-nspawn mounts them read-only and does not manage them).
+const cgroupsUnit = `[Unit]
+Description=Writable cgroup v1 hierarchies (test host: what a real machine has)
+DefaultDependencies=no
+Before=u7s.service sysinit.target
+ConditionPathIsMountPoint=/sys/fs/cgroup/memory
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for h in /sys/fs/cgroup/*/; do mountpoint -q "$h" && mount -o remount,bind,rw,nosuid,nodev,noexec "$h"; done; true'
+
+[Install]
+WantedBy=sysinit.target
+`
+
+// prepareImage makes what every host has in common: apt sources, networkd, the cgroups unit.
+func prepareImage(dir string) error {
+	files := map[string]string{
+		"etc/apt/sources.list": fmt.Sprintf("deb %s %s main\ndeb %s %s-updates main\ndeb http://deb.debian.org/debian-security %s-security main\n",
+			Mirror, Suite, Mirror, Suite, Suite),
+		"etc/systemd/system/u7s-test-cgroups.service": cgroupsUnit,
+		// No console login prompt to wait for.
+		"etc/systemd/system/console-getty.service": "",
+	}
+	for p, content := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if content == "" {
+			if err := os.Symlink("/dev/null", full); err != nil && !errors.Is(err, os.ErrExist) {
+				return err
+			}
+			continue
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	links := map[string]string{
+		"etc/systemd/system/sysinit.target.wants/u7s-test-cgroups.service":    "/etc/systemd/system/u7s-test-cgroups.service",
+		"etc/systemd/system/multi-user.target.wants/systemd-networkd.service": "/lib/systemd/system/systemd-networkd.service",
+	}
+	for l, target := range links {
+		full := filepath.Join(dir, l)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, full); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	// apt's package lists are not kept: a fresh host starts without them.
+	return os.RemoveAll(filepath.Join(dir, "var/lib/apt/lists"))
+}
+
+// Options of Up.
+type Options struct {
+	// Binds and BindsRO are passed to systemd-nspawn (SRC[:DST]).
+	Binds, BindsRO []string
+	// OwnRegistry leaves registry.local out of the host's /etc/hosts.
+	OwnRegistry bool
+}
+
+// Up makes each named host (once) and boots it, waiting until its systemd runs.
+func Up(names []string, o Options) error {
+	for _, n := range names {
+		if err := validName(n); err != nil {
+			return err
+		}
+	}
+	if err := EnsureImage(); err != nil {
+		return err
+	}
+	if err := ensureNetwork(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := Load(n); err != nil {
+			if err := create(n, o); err != nil {
+				return fmt.Errorf("making host %s: %w", n, err)
+			}
+		}
+	}
+	for _, n := range names {
+		if err := Boot(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// create copies the fresh root and gives it its name, address and registry.local.
+func create(name string, o Options) error {
+	addr, err := nextAddr()
+	if err != nil {
+		return err
+	}
+	Logf("making host %s (%s)", name, addr)
+	dir := hostDir(name)
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := run("cp", "-a", "--reflink=auto", imageDir(), rootfs(name)); err != nil {
+		return err
+	}
+	root := rootfs(name)
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	resolv, err := resolvConf()
+	if err != nil {
+		return err
+	}
+	files := map[string]string{
+		"etc/hostname":    name + "\n",
+		"etc/machine-id":  hex.EncodeToString(id) + "\n",
+		"etc/hosts":       fmt.Sprintf("127.0.0.1\tlocalhost\n%s\t%s\n", addr, name),
+		"etc/resolv.conf": resolv,
+		"etc/systemd/network/10-host0.network": fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+			addr, Subnet.Bits(), Gateway),
+	}
+	if !o.OwnRegistry {
+		files["etc/hosts"] += fmt.Sprintf("%s\tregistry.local\n", Gateway)
+	}
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		_ = os.Remove(full) // resolv.conf may be a symlink
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	h := Host{Name: name, Addr: addr, Binds: o.Binds, BindsRO: o.BindsRO, OwnRegistry: o.OwnRegistry}
+	b, _ := json.MarshalIndent(h, "", "  ")
+	return fsutil.WriteFileAtomic(hostFile(name), append(b, '\n'), 0o644)
+}
+
+// resolvConf gives the hosts this machine's name servers (they reach them through the NAT).
+func resolvConf() (string, error) {
+	f, err := os.Open("/etc/resolv.conf")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && fs[0] == "nameserver" && !strings.HasPrefix(fs[1], "127.") {
+			fmt.Fprintf(&b, "nameserver %s\n", fs[1])
+		}
+	}
+	if b.Len() == 0 {
+		return "", errors.New("/etc/resolv.conf names no name server the hosts can reach (only loopback ones)")
+	}
+	return b.String(), nil
+}
+
+// nextAddr is the lowest address from .11 that no host has.
+func nextAddr() (netip.Addr, error) {
+	used := map[netip.Addr]bool{}
+	for _, n := range List() {
+		if h, err := Load(n); err == nil {
+			used[h.Addr] = true
+		}
+	}
+	a := Subnet.Addr()
+	for range 11 {
+		a = a.Next()
+	}
+	for ; Subnet.Contains(a); a = a.Next() {
+		if !used[a] && a.As4()[3] != 255 {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no free address left in %s", Subnet)
+}
+
+// ensureNetwork makes the bridge and the NAT out of it; both are removed by Down.
+func ensureNetwork() error {
+	if err := exec.Command("ip", "link", "show", Bridge).Run(); err != nil {
+		if err := run("ip", "link", "add", Bridge, "type", "bridge"); err != nil {
+			return err
+		}
+		if err := run("ip", "addr", "add", fmt.Sprintf("%s/%d", Gateway, Subnet.Bits()), "dev", Bridge); err != nil {
+			return err
+		}
+	}
+	if err := run("ip", "link", "set", Bridge, "up"); err != nil {
+		return err
+	}
+	// Forwarding for the hosts' traffic to the outside; the old value is put back by Down.
+	old, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		return err
+	}
+	saved := filepath.Join(StateDir, "ip_forward.saved")
+	if _, err := os.Stat(saved); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(StateDir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(saved, old, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		return err
+	}
+	if exec.Command("nft", "list", "table", "ip", nftTable).Run() != nil {
+		rules := fmt.Sprintf("table ip %s {\n chain post {\n  type nat hook postrouting priority srcnat;\n  ip saddr %s oifname != %q masquerade\n }\n}\n",
+			nftTable, Subnet, Bridge)
+		cmd := exec.Command("nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("nft: %w\n%s", err, out)
+		}
+	}
+	return raiseKernelLimits()
+}
+
+// raiseKernelLimits: /proc/sys is read-only in the containers except net.*, and every
+// host's u7s-admin shares this kernel's per-user quotas, so they are raised here, never lowered.
+func raiseKernelLimits() error {
+	for k, v := range map[string]int{
+		"fs/inotify/max_user_instances": 8192,
+		"fs/inotify/max_user_watches":   1048576,
+		"kernel/keys/maxkeys":           20000,
+		"kernel/keys/maxbytes":          20000000,
+	} {
+		p := "/proc/sys/" + k
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if cur, _ := strconv.Atoi(strings.TrimSpace(string(b))); cur >= v {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(strconv.Itoa(v)), 0o644); err != nil {
+			return fmt.Errorf("raising %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// runnerPID is the pid of the host's runner, or 0.
+func runnerPID(name string) int {
+	b, err := os.ReadFile(pidFile(name))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if !strings.Contains(string(cmdline), "\x00run\x00"+name) {
+		return 0
+	}
+	return pid
+}
+
+// Running says whether the host is booted.
+func Running(name string) bool { return runnerPID(name) != 0 }
+
+// Boot starts the host's runner (which boots it again after a reboot from inside) and waits
+// for its systemd to run.
+func Boot(name string) error {
+	h, err := Load(name)
+	if err != nil {
+		return err
+	}
+	if err := ensureNetwork(); err != nil {
+		return err
+	}
+	if !Running(name) {
+		Logf("booting %s", name)
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(RunDir, 0o755); err != nil {
+			return err
+		}
+		logf, err := os.OpenFile(consoleLog(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		cmd := exec.Command(exe, "run", name)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if err := os.WriteFile(pidFile(name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+			return err
+		}
+		_ = cmd.Process.Release()
+	}
+	return waitRunning(h, 2*time.Minute)
+}
+
+// waitRunning waits until the host's systemd is up and its address answers.
+func waitRunning(h *Host, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	state := ""
+	for time.Now().Before(deadline) {
+		if !Running(h.Name) {
+			return fmt.Errorf("host %s stopped while booting: see %s", h.Name, consoleLog(h.Name))
+		}
+		if leader, err := Leader(h.Name); err == nil {
+			out, _ := exec.Command("nsenter", "-t", strconv.Itoa(leader), "-a", "systemctl", "is-system-running").Output()
+			state = strings.TrimSpace(string(out))
+			if state == "running" || state == "degraded" {
+				if exec.Command("ping", "-c1", "-W1", h.Addr.String()).Run() == nil || tcpUp(h) {
+					return nil
+				}
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Errorf("host %s did not boot within %s (systemd: %q): see %s", h.Name, timeout, state, consoleLog(h.Name))
+}
+
+// tcpUp: the host's address is on its interface (ping may be missing on the machine).
+func tcpUp(h *Host) bool {
+	leader, err := Leader(h.Name)
+	if err != nil {
+		return false
+	}
+	out, _ := exec.Command("nsenter", "-t", strconv.Itoa(leader), "-n", "ip", "-4", "-o", "addr").Output()
+	return strings.Contains(string(out), " "+h.Addr.String()+"/")
+}
+
+// Leader is the pid of the host's init (systemd), the child of its systemd-nspawn.
+func Leader(name string) (int, error) {
+	runner := runnerPID(name)
+	if runner == 0 {
+		return 0, fmt.Errorf("host %s is not running: scripts/hosts.sh boot %s", name, name)
+	}
+	nspawn := childOf(runner)
+	if nspawn == 0 {
+		return 0, fmt.Errorf("host %s: no systemd-nspawn under its runner (pid %d)", name, runner)
+	}
+	leader := childOf(nspawn)
+	if leader == 0 {
+		return 0, fmt.Errorf("host %s: systemd-nspawn (pid %d) has not started its init yet", name, nspawn)
+	}
+	return leader, nil
+}
+
+func childOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	c, _ := strconv.Atoi(f[0])
+	return c
+}
+
+// EnterArgv returns the command line that runs args as root on the host, inside a transient
+// scope of its own systemd, with a clean environment, and moves the calling process into the
+// host's cgroups first: nsenter changes namespaces, not cgroups, and a process left in the
+// machine's cgroups (such as a detached node) would sit outside the host's. The caller execs
+// the result, which keeps the standard streams and the exit status.
+func EnterArgv(name string, env []string, args []string) ([]string, error) {
+	leader, err := Leader(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := joinCgroupsOf(leader); err != nil {
+		return nil, fmt.Errorf("joining the cgroups of host %s: %w", name, err)
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, err
+	}
+	full := []string{nsenter, "-t", strconv.Itoa(leader), "-a", "--", "/usr/bin/env", "-i",
+		"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "LANG=C.UTF-8", "TERM=" + os.Getenv("TERM")}
+	full = append(full, env...)
+	full = append(full, "systemd-run", "--scope", "--quiet", "--collect", "--")
+	return append(full, args...), nil
+}
+
+// joinCgroupsOf moves this process into pid's cgroup in every hierarchy mounted here.
+func joinCgroupsOf(pid int) error {
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return err
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		mp := cgroupMount(string(mounts), parts[1])
+		if mp == "" {
+			continue
+		}
+		p := filepath.Join(mp, parts[2], "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Poweroff shuts the host down cleanly (SIGTERM to systemd-nspawn: the container's systemd
+// halts) and waits for it, killing it after timeout.
+func Poweroff(name string, timeout time.Duration) error {
+	pid := runnerPID(name)
+	if pid == 0 {
+		return nil
+	}
+	Logf("powering off %s", name)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if runnerPID(name) == 0 {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	Logf("%s did not power off within %s: killing it", name, timeout)
+	if n := childOf(pid); n != 0 {
+		_ = syscall.Kill(n, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	time.Sleep(500 * time.Millisecond)
+	return nil
+}
+
+// Remove powers the named hosts off and removes their disks and cgroups.
+func Remove(names []string) error {
+	var errs []error
+	for _, n := range names {
+		_ = Poweroff(n, 30*time.Second)
+		if err := removeCgroups(n); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.RemoveAll(hostDir(n)); err != nil {
+			errs = append(errs, err)
+		}
+		_ = os.Remove(pidFile(n))
+	}
+	return errors.Join(errs...)
+}
+
+// Down removes every host, then the bridge, the NAT and the forwarding setting; safe to
+// repeat. The cached fresh root stays.
+func Down() error {
+	errs := []error{Remove(List())}
+	if exec.Command("ip", "link", "show", Bridge).Run() == nil {
+		if err := run("ip", "link", "del", Bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if exec.Command("nft", "list", "table", "ip", nftTable).Run() == nil {
+		if err := run("nft", "delete", "table", "ip", nftTable); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	saved := filepath.Join(StateDir, "ip_forward.saved")
+	if b, err := os.ReadFile(saved); err == nil {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", b, 0o644); err != nil {
+			errs = append(errs, err)
+		}
+		_ = os.Remove(saved)
+	}
+	_ = os.Remove(StateDir)
+	_ = os.Remove(RunDir)
+	return errors.Join(errs...)
+}
+
+// Names in use by hosts' cgroups: one per hierarchy, under the runner's own cgroup.
+func cgroupName(name string) string { return "u7s-host-" + name }
+
+// Run is the runner: in a cgroup of its own in every hierarchy (else the container's cgroup
+// namespace root would be the machine's), it boots the host with systemd-nspawn, boots it
+// again when it reboots itself (exit status 133), and ends when it powers off.
+func Run(name string) error {
+	h, err := Load(name)
+	if err != nil {
+		return err
+	}
+	if err := joinOwnCgroups(name); err != nil {
+		return err
+	}
+	args := []string{"--quiet", "--register=no", "--keep-unit", "-D", rootfs(name), "-M", name, "-b",
+		"--network-bridge=" + Bridge, "--console=read-only", "--resolv-conf=off", "--timezone=off",
+		// u7s-admin's subordinate ids must map: no --private-users; the node needs /dev/net/tun.
+		"--bind=/dev/net/tun"}
+	for _, b := range h.Binds {
+		args = append(args, "--bind="+b)
+	}
+	for _, b := range h.BindsRO {
+		args = append(args, "--bind-ro="+b)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	for {
+		fmt.Printf("== %s: systemd-nspawn %s\n", time.Now().Format(time.RFC3339), strings.Join(args, " "))
+		cmd := exec.Command("systemd-nspawn", args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var werr error
+		stopped := false
+		select {
+		case werr = <-done:
+		case <-stop:
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			werr = <-done
+		}
+		code := 0
+		if ee, ok := werr.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		fmt.Printf("== %s: systemd-nspawn exited %d\n", time.Now().Format(time.RFC3339), code)
+		if stopped || code != 133 {
+			return nil
+		}
+	}
+}
+
+// joinOwnCgroups puts this process into StateDir-named children of its cgroups, in every
+// hierarchy it is in (cpuset's cpus and mems copied, as a new cpuset starts empty).
+func joinOwnCgroups(name string) error {
+	for _, dir := range ownCgroupDirs(name) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		if strings.Contains(dir, "/cpuset/") {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f)); err == nil {
+					_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("joining %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ownCgroupDirs lists, for every mounted hierarchy this process is in, the directory of the
+// host's cgroup below this process's.
+func ownCgroupDirs(name string) []string {
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		mp := cgroupMount(string(mounts), parts[1])
+		if mp == "" {
+			continue
+		}
+		cur := parts[2]
+		// A runner that was booted before sits in its own cgroup already.
+		if strings.HasSuffix(cur, "/"+cgroupName(name)) {
+			cur = filepath.Dir(cur)
+		}
+		dirs = append(dirs, filepath.Join(mp, cur, cgroupName(name)))
+	}
+	return dirs
+}
+
+// cgroupMount finds where the hierarchy of controllers ("" for the unified one) is mounted.
+func cgroupMount(mountinfo, controllers string) string {
+	for _, l := range strings.Split(mountinfo, "\n") {
+		left, right, ok := strings.Cut(l, " - ")
+		if !ok {
+			continue
+		}
+		f, r := strings.Fields(left), strings.Fields(right)
+		if len(f) < 5 || len(r) < 3 || f[3] != "/" {
+			continue
+		}
+		switch {
+		case controllers == "" && r[0] == "cgroup2":
+			return f[4]
+		case controllers != "" && r[0] == "cgroup":
+			opts := strings.Split(r[2], ",")
+			if !slices.ContainsFunc(strings.Split(controllers, ","), func(c string) bool { return !slices.Contains(opts, c) }) {
+				return f[4]
+			}
+		}
+	}
+	return ""
+}
+
+// removeCgroups removes the host's cgroups depth first (the container's own inside them too).
+func removeCgroups(name string) error {
+	var errs []error
+	for _, dir := range ownCgroupDirs(name) {
+		var all []string
+		_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				all = append(all, p)
+			}
+			return nil
+		})
+		for _, p := range slices.Backward(all) {
+			if err := syscall.Rmdir(p); err != nil && !errors.Is(err, syscall.ENOENT) {
+				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", p, err))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
