@@ -124,9 +124,9 @@ func nodeRegistration(n *config.Node) kubeadmv1.NodeRegistrationOptions {
 		IgnorePreflightErrors: IgnoredPreflightErrors,
 		// nil: kubeadm's control-plane taint on a control plane; empty: none (ordinary pods
 		// may run there, as on a single-node cluster).
-		Taints: taints(n),
-		ImagePullPolicy:       "IfNotPresent",
-		ImagePullSerial:       ptr.To(false),
+		Taints:          taints(n),
+		ImagePullPolicy: "IfNotPresent",
+		ImagePullSerial: ptr.To(false),
 	}
 }
 

@@ -30,12 +30,12 @@ func Config() *kubeletv1beta1.KubeletConfiguration {
 		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// Alpha through 1.36: lets the kubelet ignore the errors of what a user namespace forbids
 		// (sysctls, oom_score_adj, some /proc files).
-		FeatureGates:  map[string]bool{"KubeletInUserNamespace": true},
-		CgroupDriver:  "cgroupfs",
-		CgroupRoot:    "/",
-		FailSwapOn:    ptr.To(false),
-		FailCgroupV1:  ptr.To(false),
-		CgroupsPerQOS: ptr.To(true),
+		FeatureGates:           map[string]bool{"KubeletInUserNamespace": true},
+		CgroupDriver:           "cgroupfs",
+		CgroupRoot:             "/",
+		FailSwapOn:             ptr.To(false),
+		FailCgroupV1:           ptr.To(false),
+		CgroupsPerQOS:          ptr.To(true),
 		EnforceNodeAllocatable: []string{"pods"},
 		// cadvisor's disk metrics need it on (else the eviction manager never syncs).
 		LocalStorageCapacityIsolation: ptr.To(true),
