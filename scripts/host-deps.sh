@@ -5,29 +5,34 @@
 #
 #   scripts/host-deps.sh           install what is missing, then check
 #   scripts/host-deps.sh --check   check only: exit 1 naming each missing package and command
-#   scripts/host-deps.sh --list    print the packages, one a line
+#   scripts/host-deps.sh --list [runtime]   print the packages (or those a node runs on), one a line
 #
 # This file is the one list of the host's packages; the fresh-host test checks against it.
 set -euo pipefail
 
-# package:command[,command...]  (the commands each package must bring; "-" for a library)
+# package:command[,command...]  (the commands each package must bring; "-" for a library), by group.
 # shellcheck disable=SC2054 # the commas separate the commands of one package
-DEPS=(
-	# runtime: user namespace and its network, cri-o's monitor, iptables userland (also copied into
+RUNTIME=(
+	# the node: user namespace and its network, cri-o's monitor, iptables userland (also copied into
 	# the kube-proxy and flannel images), process tools
 	slirp4netns:slirp4netns conmon:conmon uidmap:newuidmap,newgidmap iptables:iptables,xtables-nft-multi
 	conntrack:conntrack nftables:nft util-linux:nsenter,unshare,mount iproute2:ip psmisc:fuser procps:ps,pgrep
-	bc:bc curl:curl ca-certificates:-
-	# local image registry and image tools
-	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox
+	ca-certificates:-
+)
+# shellcheck disable=SC2054
+TOOLS=(
+	# local image registry and image tools, tests and benchmarks
+	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox bc:bc curl:curl
 	# building runc, cri-o and pinns (cgo with libseccomp) and the rest
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint haproxy:haproxy
 	iperf3:iperf3
 )
+DEPS=("${RUNTIME[@]}" "${TOOLS[@]}")
 
 packages() { local d; for d in "${DEPS[@]}"; do echo "${d%%:*}"; done; }
+runtime_packages() { local d; for d in "${RUNTIME[@]}"; do echo "${d%%:*}"; done; }
 
 # Package names that are not fully installed. dpkg-query exits 1 when any name is unknown to it,
 # so its status is ignored and only its output counts.
@@ -68,7 +73,7 @@ check() {
 }
 
 case ${1:-} in
---list) packages; exit 0 ;;
+--list) if [[ ${2:-} == runtime ]]; then runtime_packages; else packages; fi; exit 0 ;;
 --check)
 	check
 	echo "host-deps: all $(packages | wc -l) packages and their commands present"

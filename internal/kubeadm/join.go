@@ -18,6 +18,7 @@ import (
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
 	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
 	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
+	"sigs.k8s.io/yaml"
 
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
@@ -185,4 +186,22 @@ func UploadCerts(key string, out io.Writer) error {
 	defer filter.Flush()
 	return Run([]string{"init", "phase", "upload-certs", "--upload-certs",
 		"--config", f.Name(), "--kubeconfig", paths.AdminKubeconfig}, nil, filter, filter)
+}
+
+// ClusterNetworks reads the cluster's pod and Service networks from kubeadm's kubeadm-config
+// ConfigMap (readable with a bootstrap token, as kubeadm join reads it): a node's namespace
+// fences them.
+func ClusterNetworks(ctx context.Context, cs kubernetes.Interface) (pod, svc string, err error) {
+	cm, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "kubeadm-config", metav1.GetOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("reading the cluster's kubeadm-config: %w", err)
+	}
+	var cc kubeadmv1.ClusterConfiguration
+	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &cc); err != nil {
+		return "", "", fmt.Errorf("the cluster's kubeadm-config: %w", err)
+	}
+	if cc.Networking.PodSubnet == "" || cc.Networking.ServiceSubnet == "" {
+		return "", "", errors.New("the cluster's kubeadm-config names no pod or Service subnet")
+	}
+	return cc.Networking.PodSubnet, cc.Networking.ServiceSubnet, nil
 }

@@ -24,6 +24,8 @@ var noise = []string{
 	"unable to restart the kubelet service",
 	"Please ensure kubelet is reloaded and running manually",
 	"couldn't get kubelet version",
+	// kube-proxy binds IPv4 only: the namespace has no IPv6.
+	`The recommended value for "bindAddress"`,
 }
 
 // farewells start kubeadm's closing advice (kubeconfig for a regular user, a pod network to
@@ -90,7 +92,7 @@ func (f *OutputFilter) Flush() {
 // RewriteCommands turns the kubeadm commands kubeadm suggests into the u7s commands that do
 // the same on a u7s node (there is no kubeadm binary on the host).
 func RewriteCommands(s string) string {
-	for _, c := range []string{"join", "reset", "token", "init phase"} {
+	for _, c := range []string{"join", "reset", "token", "init phase upload-certs"} {
 		s = strings.ReplaceAll(s, "kubeadm "+c, "u7s "+c)
 	}
 	return s

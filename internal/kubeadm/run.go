@@ -3,21 +3,16 @@ package kubeadm
 import (
 	"flag"
 	"io"
-	"os"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/klog/v2"
 	kubeadmcmd "k8s.io/kubernetes/cmd/kubeadm/app/cmd"
-
-	"github.com/u7s/u7s/internal/paths"
 )
 
 // Run executes kubeadm's own command tree in this process with args (e.g. "init",
 // "--config", file), as the kubeadm binary would, with its -v flag.
 func Run(args []string, in io.Reader, out, errOut io.Writer) error {
-	// kubeadm's preflight asks the kubelet for its version: u7s keeps it in its libexec.
-	_ = os.Setenv("PATH", paths.LibexecBin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	var klogFlags flag.FlagSet
 	klog.InitFlags(&klogFlags)
 	cmd := kubeadmcmd.NewKubeadmCommand(in, out, errOut)

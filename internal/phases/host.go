@@ -138,9 +138,9 @@ func (d *Data) writeConfig() error {
 		n.Cgroup = cgroups.None // --dry-run, or the cgroups phase skipped
 	}
 	var docs []byte
+	n.PodCIDR, n.ServiceCIDR = d.pod.String(), d.svc.String()
 	switch d.Flow {
 	case FlowInit:
-		n.PodCIDR, n.ServiceCIDR = d.pod.String(), d.svc.String()
 		n.Endpoint = d.O.ControlPlaneEndpoint
 		if n.Endpoint == "" {
 			n.Endpoint = fmt.Sprintf("%s:%d", addr, d.O.BindPort)

@@ -186,6 +186,16 @@ func (d *Data) discover() error {
 		return err
 	}
 	d.bootstrap = cs
+	pod, svc, err := kubeadm.ClusterNetworks(d.Ctx, cs)
+	if err != nil {
+		return err
+	}
+	if d.pod, err = netip.ParsePrefix(pod); err != nil {
+		return fmt.Errorf("the cluster's pod subnet %q: %w", pod, err)
+	}
+	if d.svc, err = netip.ParsePrefix(svc); err != nil {
+		return fmt.Errorf("the cluster's Service subnet %q: %w", svc, err)
+	}
 	if d.O.ControlPlane {
 		d.step("checking the certificate key")
 		if err := kubeadm.CheckCertificateKey(d.Ctx, cs, d.O.CertificateKey); err != nil {

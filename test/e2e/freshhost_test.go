@@ -68,7 +68,7 @@ func TestFreshHost(t *testing.T) {
 		t.Fatalf("removing an old host %s: %v\n%s", name, err, out)
 	}
 	start := time.Now()
-	out, err := hostsCmd(t, "", "up", "--own-registry",
+	out, err := hostsCmd(t, "", "up", "--fresh", "--own-registry",
 		"--bind-ro", goroot+":/usr/local/go",
 		"--bind", gocache+":/root/.cache/go-build",
 		"--bind", gomodcache+":/root/go/pkg/mod", name)

@@ -161,6 +161,57 @@ func EnsureImage() error {
 	return fsutil.WriteFileAtomic(stamp, []byte(want+"\n"), 0o644)
 }
 
+// EnsureNodeImage is the fresh root with the packages a node runs on (scripts/host-deps.sh
+// --list runtime) installed by apt, as a package's dependencies would be: made once, cached
+// by the package list.
+func EnsureNodeImage() error {
+	if err := EnsureImage(); err != nil {
+		return err
+	}
+	out, err := exec.Command(filepath.Join(Root(), "scripts/host-deps.sh"), "--list", "runtime").Output()
+	if err != nil {
+		return fmt.Errorf("scripts/host-deps.sh --list runtime: %w", err)
+	}
+	pkgs := strings.Fields(string(out))
+	want := strings.Join(pkgs, ",")
+	dir := nodeImageDir()
+	stamp := dir + ".complete"
+	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == want {
+		return nil
+	}
+	Logf("installing the node's runtime packages into a copy of the fresh root (%s), once", strings.Join(pkgs, " "))
+	start := time.Now()
+	tmp := dir + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := run("cp", "-a", "--reflink=auto", imageDir(), tmp); err != nil {
+		return err
+	}
+	script := "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends " +
+		strings.Join(pkgs, " ") + " >/dev/null; apt-get clean; rm -rf /var/lib/apt/lists/*"
+	cmd := exec.Command("systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", tmp, "--resolv-conf=copy-host",
+		"--pipe", "--", "/bin/sh", "-c", script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("installing the runtime packages: %w\n%s", err, out)
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	Logf("node root ready in %.0fs", time.Since(start).Seconds())
+	return fsutil.WriteFileAtomic(stamp, []byte(want+"\n"), 0o644)
+}
+
+// installU7s lays the u7s install layout (scripts/install.sh, DESTDIR) into a host's root,
+// from this machine's build (_output/bin), as the package will.
+func installU7s(root string) error {
+	cmd := exec.Command(filepath.Join(Root(), "scripts/install.sh"))
+	cmd.Env = append(os.Environ(), "DESTDIR="+root)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("installing u7s into %s: %w\n%s", root, err, out)
+	}
+	return nil
+}
+
 // cgroupsUnit makes the container's cgroup v1 hierarchies writable at every boot, as they
 // are on a real machine (systemd-nspawn mounts them read-only and does not manage them).
 const cgroupsUnit = `[Unit]
@@ -225,6 +276,8 @@ type Options struct {
 	Binds, BindsRO []string
 	// OwnRegistry leaves registry.local out of the host's /etc/hosts.
 	OwnRegistry bool
+	// Fresh hosts have nothing of u7s: no runtime packages, no u7s installed.
+	Fresh bool
 }
 
 // Up makes each named host (once) and boots it, waiting until its systemd runs.
@@ -234,7 +287,11 @@ func Up(names []string, o Options) error {
 			return err
 		}
 	}
-	if err := EnsureImage(); err != nil {
+	ensure := EnsureNodeImage
+	if o.Fresh {
+		ensure = EnsureImage
+	}
+	if err := ensure(); err != nil {
 		return err
 	}
 	if err := ensureNetwork(); err != nil {
@@ -267,10 +324,19 @@ func create(name string, o Options) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := run("cp", "-a", "--reflink=auto", imageDir(), rootfs(name)); err != nil {
+	src := nodeImageDir()
+	if o.Fresh {
+		src = imageDir()
+	}
+	if err := run("cp", "-a", "--reflink=auto", src, rootfs(name)); err != nil {
 		return err
 	}
 	root := rootfs(name)
+	if !o.Fresh {
+		if err := installU7s(root); err != nil {
+			return err
+		}
+	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	resolv, err := resolvConf()
@@ -285,6 +351,17 @@ func create(name string, o Options) error {
 		"etc/systemd/network/10-host0.network": fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
 			addr, Subnet.Bits(), Gateway),
 	}
+	// Each host's system users and subordinate ids differ from the others' and this machine's,
+	// as on separate machines: they share one kernel here, its per-uid quotas, and a u7s reset
+	// on this machine kills every process of its u7s-admin's ids.
+	i := int(addr.As4()[3]) - 10
+	defs, err := os.ReadFile(filepath.Join(root, "etc/login.defs"))
+	if err != nil {
+		return err
+	}
+	files["etc/login.defs"] = string(defs) + fmt.Sprintf("\n# test host %s: ids apart from the other hosts'\nSYS_UID_MAX %d\nSYS_GID_MAX %d\n", name, 900-10*i, 900-10*i)
+	reserved := fmt.Sprintf("test-host-reserved:100000:%d\n", i*1048576)
+	files["etc/subuid"], files["etc/subgid"] = reserved, reserved
 	if !o.OwnRegistry {
 		files["etc/hosts"] += fmt.Sprintf("%s\tregistry.local\n", Gateway)
 	}
@@ -514,17 +591,20 @@ func Leader(name string) (int, error) {
 	return leader, nil
 }
 
+// childOf is pid's first child (of any of its threads: Go forks from any of them).
 func childOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			c, _ := strconv.Atoi(f[0])
+			return c
+		}
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	c, _ := strconv.Atoi(f[0])
-	return c
+	return 0
 }
 
 // EnterArgv returns the command line that runs args as root on the host, inside a transient
@@ -660,7 +740,9 @@ func Run(name string) error {
 	args := []string{"--quiet", "--register=no", "--keep-unit", "-D", rootfs(name), "-M", name, "-b",
 		"--network-bridge=" + Bridge, "--console=read-only", "--resolv-conf=off", "--timezone=off",
 		// u7s-admin's subordinate ids must map: no --private-users; the node needs /dev/net/tun.
-		"--bind=/dev/net/tun"}
+		"--bind=/dev/net/tun",
+		// runc gives every container a session keyring; nspawn filters keyctl out by default.
+		"--system-call-filter=@keyring"}
 	for _, b := range h.Binds {
 		args = append(args, "--bind="+b)
 	}
@@ -787,4 +869,16 @@ func removeCgroups(name string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func nodeImageDir() string { return filepath.Join(CacheDir, Suite+"-node") }
+
+// Root is the u7s source tree (scripts/hosts.sh sets U7S_ROOT): its install layout and the
+// host-deps list of runtime packages.
+func Root() string {
+	if r := os.Getenv("U7S_ROOT"); r != "" {
+		return r
+	}
+	exe, _ := os.Executable()
+	return filepath.Clean(filepath.Join(filepath.Dir(exe), "../.."))
 }

@@ -13,9 +13,10 @@ import (
 )
 
 const usage = `usage: scripts/hosts.sh COMMAND
-  up [--bind SRC[:DST]]... [--bind-ro SRC[:DST]]... [--own-registry] NAME...
-                        make (once) and boot fresh Debian 12 hosts; registry.local is this
-                        machine unless --own-registry
+  up [--fresh] [--own-registry] [--bind SRC[:DST]]... [--bind-ro SRC[:DST]]... NAME...
+                        make (once) and boot Debian 12 hosts with u7s installed (the node's
+                        packages and this tree's build); --fresh: nothing of u7s at all;
+                        registry.local is this machine unless --own-registry
   ip NAME               the host's address
   gateway               this machine's address on the hosts' bridge (registry.local for them)
   exec NAME -- CMD...   run CMD as root on the host (stdin, stdout and the exit status kept)
@@ -68,6 +69,8 @@ func run(args []string) (int, error) {
 				i++
 			case a == "--own-registry":
 				o.OwnRegistry = true
+			case a == "--fresh":
+				o.Fresh = true
 			case strings.HasPrefix(a, "-"):
 				return 2, fmt.Errorf("unknown flag %s\n%s", a, usage)
 			default:
