@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"io"
 	"maps"
 	"net/netip"
@@ -64,6 +65,10 @@ type Options struct {
 	Iface string
 	// CNIConfDir is cri-o's CNI configuration directory; DefaultCNIConfDir if empty.
 	CNIConfDir string
+	// APIServer, HOST:PORT, is where flanneld reaches the API (the control-plane endpoint)
+	// instead of the kubernetes Service: that address works only once kube-proxy has its
+	// rules, so after a node restart flanneld would crash-loop, and every pod with it.
+	APIServer string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -190,6 +195,15 @@ func setDaemonSet(ds *appsv1.DaemonSet, o Options) error {
 		c.Image = o.Image
 		if c.Name == "kube-flannel" && o.Iface != "" {
 			c.Args = append(c.Args, "--iface="+o.Iface)
+		}
+		if c.Name == "kube-flannel" && o.APIServer != "" {
+			host, port, err := net.SplitHostPort(o.APIServer)
+			if err != nil {
+				return fmt.Errorf("flannel: API server %q: want HOST:PORT", o.APIServer)
+			}
+			// Explicit variables win over the ones the kubelet injects for the Service.
+			c.Env = append(c.Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: host},
+				corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: port})
 		}
 	}
 	for i := range spec.Volumes {

@@ -286,3 +286,30 @@ func TestSetNodePublicIP(t *testing.T) {
 		t.Error("missing node accepted")
 	}
 }
+
+// flanneld reaches the API at the control-plane endpoint, not through the Service address.
+func TestAPIServerEnv(t *testing.T) {
+	objs, err := Objects(Options{Image: "r/flannel:v1", PodCIDR: "10.244.0.0/16", APIServer: "192.0.2.1:8443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		ds, ok := o.(*appsv1.DaemonSet)
+		if !ok {
+			continue
+		}
+		env := map[string]string{}
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			if c.Name == "kube-flannel" {
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+				}
+			}
+		}
+		if env["KUBERNETES_SERVICE_HOST"] != "192.0.2.1" || env["KUBERNETES_SERVICE_PORT"] != "8443" {
+			t.Errorf("flanneld's API env %v", env)
+		}
+		return
+	}
+	t.Fatal("no DaemonSet")
+}

@@ -1,12 +1,17 @@
 package kubeadm
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
+
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 
 	configutil "k8s.io/kubernetes/cmd/kubeadm/app/util/config"
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kubelet"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -40,6 +45,80 @@ func TestInitDocumentsAcceptedByKubeadm(t *testing.T) {
 		}
 		if _, ok := cfg.ComponentConfigs["kubeproxy.config.k8s.io"]; !ok {
 			t.Errorf("no kube-proxy component config")
+		}
+	}
+}
+
+// The join document is what kubeadm join --config accepts, with the control-plane part.
+func TestJoinDocumentsAcceptedByKubeadm(t *testing.T) {
+	n := &config.Node{NodeName: "node2", AdvertiseAddress: "192.0.2.11", APIServerPort: 6443}
+	hash := "sha256:" + strings.Repeat("ab", 32)
+	docs, err := JoinDocuments(JoinOptions{Node: n, Endpoint: "192.0.2.1:8443", Token: "abcdef.0123456789abcdef",
+		CACertHashes: []string{hash}, ControlPlane: true, CertificateKey: strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configutil.BytesToJoinConfiguration(docs, configutil.LoadOrDefaultConfigurationOptions{SkipCRIDetect: true})
+	if err != nil {
+		t.Fatalf("kubeadm rejects the join configuration: %v\n%s", err, docs)
+	}
+	if cfg.Discovery.BootstrapToken.APIServerEndpoint != "192.0.2.1:8443" || cfg.Discovery.BootstrapToken.CACertHashes[0] != hash {
+		t.Errorf("discovery %+v", cfg.Discovery.BootstrapToken)
+	}
+	if cfg.ControlPlane == nil || cfg.ControlPlane.LocalAPIEndpoint.AdvertiseAddress != "192.0.2.11" {
+		t.Errorf("control plane %+v", cfg.ControlPlane)
+	}
+	if cfg.Patches == nil || cfg.Patches.Directory != PatchesDir {
+		t.Errorf("patches %+v", cfg.Patches)
+	}
+	if cfg.NodeRegistration.Name != "node2" {
+		t.Errorf("node name %q", cfg.NodeRegistration.Name)
+	}
+}
+
+// The node's kubelet patch names real KubeletConfiguration fields, and what it sets for each
+// cgroup mode.
+func TestKubeletNodePatch(t *testing.T) {
+	for mode, perQOS := range map[cgroups.Mode]bool{cgroups.V1Delegated: true, cgroups.V2Delegated: true, cgroups.None: false} {
+		b, err := json.Marshal(kubelet.NodePatch(mode))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kc kubeletv1beta1.KubeletConfiguration
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&kc); err != nil {
+			t.Fatalf("%s: the patch is not a KubeletConfiguration: %v\n%s", mode, err, b)
+		}
+		if kc.CgroupsPerQOS == nil || *kc.CgroupsPerQOS != perQOS {
+			t.Errorf("%s: cgroupsPerQOS %v, want %v", mode, kc.CgroupsPerQOS, perQOS)
+		}
+		wantAlloc := "pods"
+		if !perQOS {
+			wantAlloc = "none"
+		}
+		if len(kc.EnforceNodeAllocatable) != 1 || kc.EnforceNodeAllocatable[0] != wantAlloc {
+			t.Errorf("%s: enforceNodeAllocatable %v, want [%s]", mode, kc.EnforceNodeAllocatable, wantAlloc)
+		}
+	}
+}
+
+// kubeadm's Taints: nil keeps its control-plane taint, empty means none.
+func TestScheduleWorkloadsTaints(t *testing.T) {
+	for _, sched := range []bool{false, true} {
+		n := &config.Node{NodeName: "n", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
+			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ScheduleWorkloads: sched}
+		docs, err := InitDocuments(InitOptions{Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := configutil.BytesToInitConfiguration(docs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tainted := len(cfg.NodeRegistration.Taints) > 0
+		if tainted == sched {
+			t.Errorf("schedule-workloads %v: taints %v", sched, cfg.NodeRegistration.Taints)
 		}
 	}
 }

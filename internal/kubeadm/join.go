@@ -17,6 +17,7 @@ import (
 	"k8s.io/kubernetes/cmd/kubeadm/app/discovery/token"
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
 	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
+	etcdutil "k8s.io/kubernetes/cmd/kubeadm/app/util/etcd"
 	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
 	"sigs.k8s.io/yaml"
 
@@ -204,4 +205,26 @@ func ClusterNetworks(ctx context.Context, cs kubernetes.Interface) (pod, svc str
 		return "", "", errors.New("the cluster's kubeadm-config names no pod or Service subnet")
 	}
 	return cc.Networking.PodSubnet, cc.Networking.ServiceSubnet, nil
+}
+
+// EtcdMembers lists the cluster's stacked etcd members, "NAME PEER-URL" each, from a
+// control plane's host (admin.conf, the etcd client certificate in /etc/kubernetes/pki).
+func EtcdMembers() ([]string, error) {
+	client, err := kubeconfigutil.ClientSetFromFile(paths.AdminKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s (only a control plane has it): %w", paths.AdminKubeconfig, err)
+	}
+	ec, err := etcdutil.NewFromCluster(client, paths.KubernetesDir+"/pki")
+	if err != nil {
+		return nil, fmt.Errorf("connecting to etcd: %w", err)
+	}
+	ms, err := ec.ListMembers()
+	if err != nil {
+		return nil, fmt.Errorf("listing etcd members: %w", err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name+" "+m.PeerURL)
+	}
+	return out, nil
 }

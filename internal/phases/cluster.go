@@ -60,7 +60,7 @@ func networkPhase() workflow.Phase {
 			if err != nil {
 				return err
 			}
-			if err := flannel.Apply(ctx, admin, flannel.Options{Image: n.FlannelImage, PodCIDR: n.PodCIDR}); err != nil {
+			if err := flannel.Apply(ctx, admin, flannel.Options{Image: n.FlannelImage, PodCIDR: n.PodCIDR, APIServer: n.Endpoint}); err != nil {
 				return fmt.Errorf("installing flannel: %w", err)
 			}
 			return nil

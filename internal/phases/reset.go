@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/cgroups"
@@ -45,6 +46,13 @@ func leavePhase() workflow.Phase {
 			}
 			ctx, cancel := context.WithTimeout(d.Ctx, time.Minute)
 			defer cancel()
+			// The Node first: once this control plane's etcd member is gone, its API server
+			// (which the balancer may pick) no longer answers.
+			if cs, err := kube.Admin(); err == nil {
+				deleteNode(d, ctx, cs, n.NodeName)
+			} else if cs, err := kube.Node(); err == nil {
+				deleteNode(d, ctx, cs, n.NodeName)
+			}
 			if n.Role == config.ControlPlane {
 				if _, err := os.Stat(paths.AdminKubeconfig); err == nil {
 					d.step("removing this control plane's etcd member")
@@ -53,24 +61,20 @@ func leavePhase() workflow.Phase {
 					}
 				}
 			}
-			cs, err := kube.Admin()
-			if err != nil {
-				cs, err = kube.Node()
-			}
-			if err != nil {
-				return nil
-			}
-			d.step("deleting the Node %s", n.NodeName)
-			err = cs.CoreV1().Nodes().Delete(ctx, n.NodeName, metav1.DeleteOptions{})
-			switch {
-			case err == nil, apierrors.IsNotFound(err):
-			case apierrors.IsForbidden(err):
-				fmt.Fprintf(d.Out, "    a worker may not delete its Node: on a control plane, run kubectl delete node %s\n", n.NodeName)
-			default:
-				fmt.Fprintf(d.Out, "    warning: deleting the Node %s: %v\n", n.NodeName, err)
-			}
 			return nil
 		},
+	}
+}
+
+func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name string) {
+	d.step("deleting the Node %s", name)
+	err := cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+	case apierrors.IsForbidden(err):
+		fmt.Fprintf(d.Out, "    a worker may not delete its Node: on a control plane, run kubectl delete node %s\n", name)
+	default:
+		fmt.Fprintf(d.Out, "    warning: deleting the Node %s: %v\n", name, err)
 	}
 }
 

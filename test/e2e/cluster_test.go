@@ -1,0 +1,431 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clusterHosts are the multi-host test's machines: three control planes and a worker.
+var clusterHosts = []string{"h1", "h2", "h3", "h4"}
+
+const balancerPort = 8443
+
+// haproxyConfig is the specification's balancer in front of the API servers (podsec-k8s:
+// frontend on 8443, httpchk GET /healthz, ssl-hello-chk, roundrobin).
+func haproxyConfig(bind string, backends map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+    log stdout format raw local0
+    maxconn 4000
+defaults
+    mode tcp
+    log global
+    option tcplog
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend main
+    bind %s:%d
+    mode tcp
+    option tcplog
+    default_backend apiserver
+backend apiserver
+    option httpchk GET /healthz
+    http-check expect status 200
+    mode tcp
+    option ssl-hello-chk
+    balance roundrobin
+`, bind, balancerPort)
+	for _, h := range clusterHosts[:3] {
+		fmt.Fprintf(&b, "    server %s %s:6443 check inter 2s fall 2 rise 1\n", h, backends[h])
+	}
+	return b.String()
+}
+
+// kc runs kubectl as root on a control-plane host (admin.conf: through the balancer).
+func kc(t *testing.T, host string, args ...string) (string, error) {
+	t.Helper()
+	return onHost(t, host, "KUBECONFIG=/etc/kubernetes/admin.conf kubectl "+shellQuote(args))
+}
+
+func mustKc(t *testing.T, host string, args ...string) string {
+	t.Helper()
+	out, err := kc(t, host, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s on %s: %v\n%s", strings.Join(args, " "), host, err, out)
+	}
+	return out
+}
+
+func applyOn(t *testing.T, host, manifest string) {
+	t.Helper()
+	out, err := onHost(t, host, "KUBECONFIG=/etc/kubernetes/admin.conf kubectl apply -f - <<'U7S_EOF'\n"+manifest+"\nU7S_EOF")
+	if err != nil {
+		t.Fatalf("kubectl apply on %s: %v\n%s", host, err, out)
+	}
+}
+
+func shellQuote(args []string) string {
+	var q []string
+	for _, a := range args {
+		q = append(q, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return strings.Join(q, " ")
+}
+
+// httpGet is a shell command that GETs /hostname: busybox-static's wget crashes in glibc's
+// static NSS, nc speaks the HTTP needed.
+func httpGet(host string, port int) string {
+	return fmt.Sprintf(`printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 5 %s %d`, host, port)
+}
+
+// joinLine finds the printed `u7s join ...` command (the control-plane one with cp).
+func joinLine(t *testing.T, out string, cp bool) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "u7s join ") && strings.Contains(l, "--control-plane") == cp {
+			return l
+		}
+	}
+	t.Fatalf("no u7s join command (control plane: %v) in:\n%s", cp, out)
+	return ""
+}
+
+// nodesReady waits until every named node is Ready, as seen from host.
+func nodesReady(t *testing.T, from string, timeout time.Duration, names ...string) {
+	t.Helper()
+	eventually(t, strings.Join(names, ", ")+" Ready", timeout, func() error {
+		out, err := kc(t, from, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, n := range names {
+			if !strings.Contains(" "+out, " "+n+"=True") {
+				return fmt.Errorf("not Ready: %s (%s)", n, out)
+			}
+		}
+		return nil
+	})
+}
+
+// nodeUnchanged: a refused join left no trace on the host.
+func nodeUnchanged(t *testing.T, host string) {
+	t.Helper()
+	out, _ := onHost(t, host, "id u7s-admin 2>&1 || true; for f in /etc/u7s/node.json /etc/kubernetes /run/u7s /etc/systemd/system/u7s.service; do ls -d $f 2>&1 || true; done; systemctl is-active u7s 2>&1 || true")
+	if !strings.Contains(out, "no such user") || strings.Count(out, "No such file") != 4 || strings.Contains(out, "\nactive") {
+		t.Errorf("a refused join changed %s:\n%s", host, out)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end test needs root")
+	}
+	if out, err := hostsCmd(t, "", append([]string{"down"}, clusterHosts...)...); err != nil {
+		t.Fatalf("removing old hosts: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if out, err := hostsCmd(t, "", append([]string{"up"}, clusterHosts...)...); err != nil {
+		t.Fatalf("hosts.sh up: %v\n%s", err, out)
+	}
+	t.Logf("4 hosts booted in %.0fs", time.Since(start).Seconds())
+	ip := map[string]string{}
+	for _, h := range clusterHosts {
+		out, err := hostsCmd(t, "", "ip", h)
+		if err != nil {
+			t.Fatal(out)
+		}
+		ip[h] = strings.TrimSpace(out)
+	}
+	gwOut, _ := hostsCmd(t, "", "gateway")
+	gw := strings.TrimSpace(gwOut)
+	endpoint := fmt.Sprintf("%s:%d", gw, balancerPort)
+
+	// The balancer, Debian's haproxy on this machine, on the hosts' bridge.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(gw, ip)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	haproxy := exec.Command("haproxy", "-f", cfg, "-db")
+	if err := haproxy.Start(); err != nil {
+		t.Fatalf("starting haproxy: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = haproxy.Process.Kill()
+		_ = haproxy.Wait()
+		if t.Failed() && os.Getenv("U7S_E2E_KEEP") != "" {
+			t.Logf("keeping the hosts (U7S_E2E_KEEP)")
+			return
+		}
+		if out, err := hostsCmd(t, "", append([]string{"down"}, clusterHosts...)...); err != nil {
+			t.Errorf("removing hosts: %v\n%s", err, out)
+		}
+	})
+
+	var initOut string
+	t.Run("init behind haproxy, two control planes and a worker join", func(t *testing.T) {
+		start := time.Now()
+		var err error
+		initOut, err = onHost(t, "h1", fmt.Sprintf("u7s init --control-plane-endpoint %s --upload-certs", endpoint))
+		t.Logf("u7s init on h1 (%.0fs):\n%s", time.Since(start).Seconds(), tail(initOut, 25))
+		if err != nil {
+			logs, _ := onHost(t, "h1", "journalctl -u u7s --no-pager | tail -30; tail -30 /var/log/u7s/kubelet.log")
+			t.Fatalf("init: %v\n%s", err, logs)
+		}
+		cp, worker := joinLine(t, initOut, true), joinLine(t, initOut, false)
+		for _, h := range []string{"h2", "h3"} {
+			start := time.Now()
+			out, err := onHost(t, h, cp)
+			if err != nil {
+				logs, _ := onHost(t, h, "journalctl -u u7s --no-pager | tail -30; tail -30 /var/log/u7s/kubelet.log")
+				t.Fatalf("control-plane join on %s: %v\n%s\n%s", h, err, tail(out, 40), logs)
+			}
+			t.Logf("FIGURE join to Ready, control plane %s: %.0f s", h, time.Since(start).Seconds())
+		}
+		start = time.Now()
+		if out, err := onHost(t, "h4", worker); err != nil {
+			t.Fatalf("worker join on h4: %v\n%s", err, tail(out, 40))
+		}
+		t.Logf("FIGURE join to Ready, worker h4: %.0f s", time.Since(start).Seconds())
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("four Ready nodes at their hosts' addresses, three etcd members, admin.conf at the balancer", func(t *testing.T) {
+		nodesReady(t, "h1", 2*time.Minute, clusterHosts...)
+		out := mustKc(t, "h2", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.addresses[?(@.type=="InternalIP")].address} {end}`)
+		for _, h := range clusterHosts {
+			if !strings.Contains(out, h+"="+ip[h]+" ") {
+				t.Errorf("node %s InternalIP is not its host's %s: %s", h, ip[h], out)
+			}
+		}
+		members := mustOnHost(t, "h2", "u7s etcd members")
+		for _, h := range clusterHosts[:3] {
+			if !strings.Contains(members, h+" https://"+ip[h]+":2380") {
+				t.Errorf("no etcd member %s at %s:2380:\n%s", h, ip[h], members)
+			}
+		}
+		if n := strings.Count(strings.TrimSpace(members), "\n") + 1; n != 3 {
+			t.Errorf("%d etcd members, want 3:\n%s", n, members)
+		}
+		for _, h := range clusterHosts[:3] {
+			server := mustOnHost(t, h, "grep server: /etc/kubernetes/admin.conf")
+			if !strings.Contains(server, "https://"+endpoint) {
+				t.Errorf("admin.conf on %s does not point at the balancer %s: %s", h, endpoint, server)
+			}
+		}
+		if out, _ := onHost(t, "h4", "ls /etc/kubernetes/admin.conf 2>&1"); !strings.Contains(out, "No such file") {
+			t.Errorf("the worker has an admin.conf")
+		}
+	})
+
+	t.Run("workloads across hosts", func(t *testing.T) {
+		applyOn(t, "h1", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: h4}
+      containers:
+      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: probe}
+spec:
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec:
+      tolerations: [{operator: Exists}]
+      containers:
+      - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"]}`)
+		mustKc(t, "h1", "rollout", "status", "deployment/web", "--timeout=180s")
+		mustKc(t, "h1", "rollout", "status", "daemonset/probe", "--timeout=180s")
+		webIP := strings.TrimSpace(mustKc(t, "h1", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}"))
+		probes := mustKc(t, "h1", "get", "pods", "-l", "app=probe", "-o", `jsonpath={range .items[*]}{.spec.nodeName}={.metadata.name} {end}`)
+		for _, pair := range strings.Fields(probes) {
+			host, pod, _ := strings.Cut(pair, "=")
+			// Pod to pod across hosts (flannel VXLAN through each host's forwarded 8472/udp).
+			eventually(t, "pod on "+host+" reaches the web pod on h4", time.Minute, func() error {
+				out, err := kc(t, "h1", "exec", pod, "--", "sh", "-c", httpGet(webIP, 8080))
+				if err != nil || !strings.Contains(out, "web-") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+			// DNS and the Service, from every host.
+			eventually(t, "DNS and the Service from "+host, time.Minute, func() error {
+				out, err := kc(t, "h1", "exec", pod, "--", "sh", "-c", httpGet("web.default.svc.cluster.local", 80))
+				if err != nil || !strings.Contains(out, "web-") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		}
+		if n := len(strings.Fields(probes)); n != 4 {
+			t.Errorf("%d probe pods, want one per host: %s", n, probes)
+		}
+		// The NodePort on every host's address, from this machine (another host on their network).
+		for _, h := range clusterHosts {
+			eventually(t, "NodePort 30080 on "+h, time.Minute, func() error {
+				out, err := run(t, "curl", "-fsS", "--max-time", "5", "http://"+ip[h]+":30080/hostname")
+				if err != nil || !strings.Contains(out, "web-") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("a 64Mi memory limit is enforced on the worker", func(t *testing.T) {
+		applyOn(t, "h1", `apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  nodeName: h4
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: registry.local/library/busybox:1.35.0
+    command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
+    resources: {limits: {memory: 64Mi}}`)
+		eventually(t, "hog OOM-killed on h4", 90*time.Second, func() error {
+			out, _ := kc(t, "h1", "get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.reason}")
+			if strings.TrimSpace(out) != "OOMKilled" {
+				return fmt.Errorf("state %q", out)
+			}
+			return nil
+		})
+		mustKc(t, "h1", "delete", "pod", "hog", "--now")
+	})
+
+	t.Run("h1 powered off: the API through haproxy keeps working, h1 comes back by itself", func(t *testing.T) {
+		if out, err := hostsCmd(t, "", "poweroff", "h1"); err != nil {
+			t.Fatalf("poweroff h1: %v\n%s", err, out)
+		}
+		down := time.Now()
+		eventually(t, "a write through the balancer with h1 down", 2*time.Minute, func() error {
+			out, err := kc(t, "h2", "scale", "deployment/web", "--replicas=2")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		t.Logf("FIGURE writes through haproxy again after h1 powered off: %.1f s", time.Since(down).Seconds())
+		mustKc(t, "h2", "rollout", "status", "deployment/web", "--timeout=180s")
+		if out, err := hostsCmd(t, "", "boot", "h1"); err != nil {
+			t.Fatalf("boot h1: %v\n%s", err, out)
+		}
+		nodesReady(t, "h2", 4*time.Minute, "h1")
+		mustKc(t, "h1", "get", "nodes")
+	})
+
+	t.Run("systemctl restart u7s and a killed supervisor on the worker", func(t *testing.T) {
+		mustOnHost(t, "h4", "systemctl restart u7s")
+		nodesReady(t, "h1", 3*time.Minute, "h4")
+		mustOnHost(t, "h4", "kill -9 $(systemctl show -P MainPID u7s)")
+		time.Sleep(3 * time.Second)
+		eventually(t, "systemd restarts the killed supervisor", time.Minute, func() error {
+			out, err := onHost(t, "h4", "systemctl is-active u7s; systemctl show -P NRestarts u7s")
+			if err != nil || !strings.HasPrefix(out, "active") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		nodesReady(t, "h1", 3*time.Minute, "h4")
+		eventually(t, "the web pods run again", 3*time.Minute, func() error {
+			out, err := kc(t, "h1", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.phase}")
+			if err != nil || strings.Count(out, "Running") != 2 {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("reset of h3: two control planes keep working; bad joins refused; h3 joins again", func(t *testing.T) {
+		out := mustOnHost(t, "h3", "u7s reset")
+		t.Logf("u7s reset on h3:\n%s", out)
+		nodeUnchanged(t, "h3")
+		members := mustOnHost(t, "h1", "u7s etcd members")
+		if strings.Contains(members, "h3") || strings.Count(strings.TrimSpace(members), "\n") != 1 {
+			t.Errorf("after reset of h3 the etcd members are:\n%s", members)
+		}
+		mustKc(t, "h1", "scale", "deployment/web", "--replicas=1")
+
+		joinOut := mustOnHost(t, "h1", "u7s token create --print-join-command")
+		worker := joinLine(t, joinOut, false)
+		keyOut := mustOnHost(t, "h1", "u7s init phase upload-certs --upload-certs")
+		lines := strings.Split(strings.TrimSpace(keyOut), "\n")
+		key := strings.TrimSpace(lines[len(lines)-1])
+		if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(key) {
+			t.Fatalf("the last line of upload-certs is not a certificate key:\n%s", keyOut)
+		}
+		cp := worker + " --control-plane --certificate-key " + key
+		badToken := regexp.MustCompile(`--token \S+`).ReplaceAllString(cp, "--token abcdef.0123456789abcdef")
+		badHash := regexp.MustCompile(`sha256:[0-9a-f]+`).ReplaceAllString(cp, "sha256:"+strings.Repeat("ab", 32))
+		badEndpoint := strings.Replace(cp, endpoint, gw+":9", 1)
+		noKey := worker + " --control-plane"
+		for _, c := range []struct{ name, cmd, want string }{
+			{"a wrong token", badToken, "token"},
+			{"a wrong CA hash", badHash, "--discovery-token-ca-cert-hash"},
+			{"an unreachable endpoint", badEndpoint, "cannot reach"},
+			{"--control-plane without a certificate key", noKey, "--certificate-key"},
+			{"a wrong certificate key", worker + " --control-plane --certificate-key " + strings.Repeat("0", 64), "certificate"},
+		} {
+			out, err := onHost(t, "h3", c.cmd)
+			if err == nil || !strings.Contains(out, c.want) {
+				t.Errorf("join with %s: want an error naming %q, got %v:\n%s", c.name, c.want, err, tail(out, 10))
+			}
+			nodeUnchanged(t, "h3")
+		}
+		out, err := onHost(t, "h4", worker)
+		if err == nil || !strings.Contains(out, "u7s reset") {
+			t.Errorf("join on a host that is a node already: want a refusal naming u7s reset, got %v:\n%s", err, tail(out, 10))
+		}
+		mustKc(t, "h1", "get", "node", "h4")
+
+		start := time.Now()
+		if out, err := onHost(t, "h3", cp); err != nil {
+			t.Fatalf("h3 joins again: %v\n%s", err, tail(out, 40))
+		}
+		t.Logf("h3 joined again in %.0fs", time.Since(start).Seconds())
+		nodesReady(t, "h1", 2*time.Minute, clusterHosts...)
+		members = mustOnHost(t, "h1", "u7s etcd members")
+		if !strings.Contains(members, "h3 https://"+ip["h3"]+":2380") {
+			t.Errorf("h3 is not an etcd member again:\n%s", members)
+		}
+
+		// An expired certificate key: kubeadm's Secret is gone (as 2 hours after upload).
+		mustKc(t, "h1", "-n", "kube-system", "delete", "secret", "kubeadm-certs")
+		mustOnHost(t, "h4", "u7s reset")
+		out, err = onHost(t, "h4", cp)
+		if err == nil || !strings.Contains(out, "upload-certs") {
+			t.Errorf("join with an expired certificate key: want an error naming upload-certs, got %v:\n%s", err, tail(out, 10))
+		}
+		nodeUnchanged(t, "h4")
+	})
+}
