@@ -427,5 +427,29 @@ spec:
 			t.Errorf("join with an expired certificate key: want an error naming upload-certs, got %v:\n%s", err, tail(out, 10))
 		}
 		nodeUnchanged(t, "h4")
+		// The worker's reset left the cluster working.
+		mustKc(t, "h1", "get", "--raw", "/readyz")
+		if out := mustKc(t, "h1", "get", "nodes", "-o", "name"); strings.Contains(out, "h4") {
+			t.Errorf("the worker's Node is left after its reset (the control plane must delete it): %s", out)
+		}
+	})
+
+	t.Run("a host whose address changed refuses to start its node", func(t *testing.T) {
+		old := ip["h2"]
+		mustOnHost(t, "h2", "systemctl stop u7s; ip addr add 172.31.77.99/24 dev host0; ip addr del "+old+"/24 dev host0")
+		out, err := onHost(t, "h2", "systemctl start u7s")
+		journal, _ := onHost(t, "h2", "journalctl -u u7s --no-pager -n 20")
+		mustOnHost(t, "h2", "ip addr add "+old+"/24 dev host0; ip addr del 172.31.77.99/24 dev host0; ip route replace default via "+gw)
+		if err == nil {
+			t.Errorf("the unit started on a host whose address changed: %s", out)
+		}
+		if !strings.Contains(journal, "address changed") || !strings.Contains(journal, old) || !strings.Contains(journal, "172.31.77.99") {
+			t.Errorf("the refusal does not name the old and the new address:\n%s", journal)
+		}
+		mustOnHost(t, "h2", "systemctl start u7s")
+		nodesReady(t, "h1", 3*time.Minute, "h2")
+		if out, err := onHost(t, "h2", "systemd-analyze verify /etc/systemd/system/u7s.service 2>&1"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify u7s.service: %v\n%s", err, out)
+		}
 	})
 }

@@ -137,6 +137,28 @@ func TestNode(t *testing.T) {
 			t.Errorf("init with a registry lacking flannel: want flannel, and only it, named; got %v: %s", err, b)
 		}
 		hostUnchanged(t)
+
+		// A failed init (kubeadm refuses a garbage CA the admin left in /etc/kubernetes/pki)
+		// undoes what it did and leaves what was there before.
+		must(t, "mkdir", "-p", "/etc/kubernetes/pki")
+		if err := os.WriteFile("/etc/kubernetes/pki/ca.crt", []byte("not a certificate\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("/etc/kubernetes/pki/ca.key", []byte("not a key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err = run(t, u7s, "init")
+		if err == nil || !strings.Contains(out, "undoing") {
+			t.Errorf("init with a garbage CA: want a failure that is undone, got %v: %s", err, out)
+		}
+		if b, err := os.ReadFile("/etc/kubernetes/pki/ca.crt"); err != nil || string(b) != "not a certificate\n" {
+			t.Errorf("a failed init removed or changed the admin's /etc/kubernetes/pki/ca.crt: %v %q", err, b)
+		}
+		if ents, _ := os.ReadDir("/etc/kubernetes"); len(ents) != 1 {
+			t.Errorf("a failed init left files in /etc/kubernetes: %v", ents)
+		}
+		must(t, "rm", "-rf", "/etc/kubernetes")
+		hostUnchanged(t)
 	})
 
 	took := initNode(t)
