@@ -9,9 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 
