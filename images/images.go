@@ -252,6 +252,8 @@ func All() []Spec {
 			Tag:        version.Pinned.AgnhostTag,
 			Test:       true,
 			Binaries:   []Binary{{Name: "agnhost", Path: "/agnhost"}},
+			// Upstream's agnhost carries iperf; make bench measures pod-to-pod throughput with it.
+			HostFiles: []HostFile{{Src: "/usr/bin/iperf3", Path: "/usr/bin/iperf3", Package: "iperf3"}},
 			// e2e tests exec shell commands in agnhost containers.
 			Busybox: &Busybox{},
 			Config:  Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=" + Path}},

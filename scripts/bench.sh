@@ -63,3 +63,61 @@ iperf3 -s -1 -p 15202 >/dev/null 2>&1 &
 sleep 0.5
 direct=$(iperf3 -c 127.0.0.1 -p 15202 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
 awk -v f="$fwd" -v d="$direct" 'BEGIN { printf "forward-gbps: %.2f  loopback-gbps: %.2f  ratio: %.2f\n", f, d, f / d }'
+
+# Restart (issue 8): the supervisor killed, the node started again: seconds until the node is
+# Ready with every kube-system and kube-flannel pod running again.
+kill -9 "$(cat /run/u7s/supervisor.pid)"
+sleep 2
+t0=$(date +%s.%N)
+u7s start >/dev/null 2>&1 || systemctl start u7s
+all_running() {
+	kubectl get nodes --no-headers 2>/dev/null | grep -q ' Ready ' || return 1
+	local out
+	out=$(kubectl get pods -n kube-system -o 'jsonpath={range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' 2>/dev/null) || return 1
+	out+=$'\n'$(kubectl get pods -n kube-flannel -o 'jsonpath={range .items[*]}{.status.containerStatuses[*].ready}{"\n"}{end}' 2>/dev/null) || return 1
+	! grep -q false <<<"$out"
+}
+# The kubelet reports the old pods' state until it syncs: wait until it has seen the restart.
+sleep 5
+until all_running; do sleep 1; done
+printf 'restart-to-all-pods-running-seconds: %.1f\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+
+# Two hosts (issue 8): a control plane and a worker in systemd-nspawn on this machine: seconds of
+# the worker's join, and pod-to-pod iperf3 across hosts over flannel against iperf3 between the
+# two hosts' network namespaces directly.
+scripts/hosts.sh down b1 b2 >/dev/null
+scripts/hosts.sh up b1 b2 >/dev/null
+trap 'scripts/hosts.sh down b1 b2 >/dev/null' EXIT
+on() { local h=$1; shift; scripts/hosts.sh exec "$h" -- "$@"; }
+on b1 u7s init --schedule-workloads >/tmp/u7s-bench-b1.log 2>&1 || { tail -30 /tmp/u7s-bench-b1.log; exit 1; }
+join=$(grep -m1 '^ *u7s join ' /tmp/u7s-bench-b1.log)
+t0=$(date +%s.%N)
+# shellcheck disable=SC2086 # the join command's words
+on b2 $join >/tmp/u7s-bench-b2.log 2>&1 || { tail -30 /tmp/u7s-bench-b2.log; exit 1; }
+printf 'worker-join-to-ready-seconds: %.1f\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+on b1 bash -c 'KUBECONFIG=/etc/kubernetes/admin.conf kubectl apply -f - >/dev/null' <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-server}
+spec:
+  nodeName: b2
+  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:2.59, command: [iperf3, -s]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: iperf-client}
+spec:
+  nodeName: b1
+  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [pause]}]
+YAML
+kb() { on b1 env KUBECONFIG=/etc/kubernetes/admin.conf kubectl "$@"; }
+kb wait --for=condition=Ready pod/iperf-server pod/iperf-client --timeout=180s >/dev/null
+server_ip=$(kb get pod iperf-server -o 'jsonpath={.status.podIP}')
+pod=$(kb exec iperf-client -- iperf3 -c "$server_ip" -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
+# The same between the two hosts, this machine's iperf3 run in each host's network namespace.
+b1_ip=$(scripts/hosts.sh ip b1)
+nsrun() { nsenter -t "$(scripts/hosts.sh leader "$1")" -n "${@:2}"; }
+nsrun b1 iperf3 -s -1 -p 15301 >/dev/null 2>&1 &
+sleep 0.5
+hosts=$(nsrun b2 iperf3 -c "$b1_ip" -p 15301 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
+awk -v p="$pod" -v h="$hosts" 'BEGIN { printf "pod-to-pod-across-hosts-gbps: %.2f  host-to-host-gbps: %.2f  ratio: %.2f\n", p, h, p / h }'

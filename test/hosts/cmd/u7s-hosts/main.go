@@ -18,6 +18,7 @@ const usage = `usage: scripts/hosts.sh COMMAND
                         packages and this tree's build); --fresh: nothing of u7s at all;
                         registry.local is this machine unless --own-registry
   ip NAME               the host's address
+  leader NAME           the pid of the host's init (for nsenter from this machine)
   gateway               this machine's address on the hosts' bridge (registry.local for them)
   exec NAME -- CMD...   run CMD as root on the host (stdin, stdout and the exit status kept)
   poweroff NAME         shut the host down (its disk stays)
@@ -91,6 +92,17 @@ func run(args []string) (int, error) {
 			return 1, err
 		}
 		fmt.Println(h.Addr)
+		return 0, nil
+	case "leader":
+		n, err := one()
+		if err != nil {
+			return 2, err
+		}
+		pid, err := hosts.Leader(n)
+		if err != nil {
+			return 1, err
+		}
+		fmt.Println(pid)
 		return 0, nil
 	case "gateway":
 		fmt.Println(hosts.Gateway)
