@@ -51,9 +51,9 @@ func (s *imagesSelection) images() (registry.Resolution, []registry.Image, error
 	if err != nil {
 		return r, nil, err
 	}
-	imgs := r.Images(version.Pinned)
+	imgs := r.Images()
 	if s.testImages {
-		imgs = append(imgs, r.TestImages(version.Pinned)...)
+		imgs = append(imgs, r.TestImages()...)
 	}
 	return r, imgs, nil
 }

@@ -44,6 +44,5 @@ func newImagesBuildCommand() *cobra.Command {
 	f.StringVar(&o.OCIDir, "oci-dir", "", "write the images to this OCI layout directory, for offline transfer")
 	f.StringSliceVar(&o.Only, "only", nil, "build only these images (default: every node image)")
 	f.BoolVar(&o.TestImages, "test-images", false, "also build the test images busybox and agnhost")
-	f.BoolVar(&o.Insecure, "insecure", false, "push over plain HTTP (always on for registry.local)")
 	return cmd
 }

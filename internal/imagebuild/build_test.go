@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -310,12 +312,25 @@ func TestBuildPushOCI(t *testing.T) {
 	t.Run("push to a registry", func(t *testing.T) {
 		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 		defer srv.Close()
-		host := strings.TrimPrefix(srv.URL, "http://")
-		ref := s.Reference(host + "/k8s-p10")
-		if err := Push(context.Background(), ref, img1.Image, true); err != nil {
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		_, port, _ := strings.Cut(addr, ":")
+		// Plain HTTP is for registry.local only: anything else is refused...
+		if err := Push(context.Background(), s.Reference(addr+"/k8s-p10"), img1.Image); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+			t.Fatalf("push over plain HTTP to %s: want a refusal, got %v", addr, err)
+		}
+		// ...and registry.local (here mapped to the test server) is reached over it.
+		base := remote.DefaultTransport
+		defer func() { remote.DefaultTransport = base }()
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, strings.Replace(a, "registry.local", "127.0.0.1", 1))
+		}
+		remote.DefaultTransport = tr
+		ref := s.Reference("registry.local:" + port + "/k8s-p10")
+		if err := Push(context.Background(), ref, img1.Image); err != nil {
 			t.Fatal(err)
 		}
-		r, err := name.ParseReference(ref, name.Insecure)
+		r, err := name.ParseReference(strings.Replace(ref, "registry.local", "127.0.0.1", 1), name.Insecure)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,9 +345,16 @@ func TestBuildPushOCI(t *testing.T) {
 
 	t.Run("push to nothing says what to do", func(t *testing.T) {
 		srv := httptest.NewServer(nil)
-		host := strings.TrimPrefix(srv.URL, "http://")
+		_, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
 		srv.Close()
-		err := Push(context.Background(), host+"/x/pause:1", img1.Image, true)
+		base := remote.DefaultTransport
+		defer func() { remote.DefaultTransport = base }()
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, strings.Replace(a, "registry.local", "127.0.0.1", 1))
+		}
+		remote.DefaultTransport = tr
+		err := Push(context.Background(), "registry.local:"+port+"/x/pause:1", img1.Image)
 		if err == nil || !strings.Contains(err.Error(), "local-registry.sh") {
 			t.Fatalf("got %v, want a hint at the registry script", err)
 		}

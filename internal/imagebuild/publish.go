@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -23,22 +22,16 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/u7s/u7s/images"
+	"github.com/u7s/u7s/internal/registry"
 )
 
-// LocalRegistry is the host name of the node-local registry, plain HTTP (scripts/local-registry.sh).
-const LocalRegistry = "registry.local"
-
-// Push uploads img as ref. insecure allows plain HTTP (and unverified TLS).
-func Push(ctx context.Context, ref string, img v1.Image, insecure bool) error {
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, opts...)
+// Push uploads img as ref, with the registry package's transport rule and credentials.
+func Push(ctx context.Context, ref string, img v1.Image) error {
+	r, err := registry.ParseRef(ref)
 	if err != nil {
-		return fmt.Errorf("image name %q: %w", ref, err)
+		return err
 	}
-	if err := remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+	if err := remote.Write(r, img, registry.RemoteOptions(ctx)...); err != nil {
 		hint := ""
 		var op *net.OpError
 		var dns *net.DNSError
@@ -90,8 +83,6 @@ type Options struct {
 	Only []string
 	// TestImages adds busybox and agnhost.
 	TestImages bool
-	// Insecure pushes over plain HTTP; implied for registry.local.
-	Insecure bool
 	// TmpDir holds the layers while they are built; "" means the default.
 	TmpDir string
 }
@@ -120,8 +111,6 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	if err := b.Check(specs); err != nil {
 		return err
 	}
-	host, _, _ := strings.Cut(images.RegistryHost(o.Registry), ":")
-	insecure := o.Insecure || host == LocalRegistry
 	if o.OCIDir != "" {
 		if o.OCIDir, err = filepath.Abs(o.OCIDir); err != nil {
 			return err
@@ -134,14 +123,14 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		}
 		start := time.Now()
 		ref := s.Reference(o.Registry)
-		if err := buildOne(ctx, b, s, ref, o, insecure, out, start); err != nil {
+		if err := buildOne(ctx, b, s, ref, o, out, start); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func buildOne(ctx context.Context, b *Builder, s images.Spec, ref string, o Options, insecure bool, out io.Writer, start time.Time) error {
+func buildOne(ctx context.Context, b *Builder, s images.Spec, ref string, o Options, out io.Writer, start time.Time) error {
 	img, err := b.Build(s, o.TmpDir)
 	if err != nil {
 		return err
@@ -149,7 +138,7 @@ func buildOne(ctx context.Context, b *Builder, s images.Spec, ref string, o Opti
 	defer img.Close()
 	var done []string
 	if o.Push {
-		if err := Push(ctx, ref, img.Image, insecure); err != nil {
+		if err := Push(ctx, ref, img.Image); err != nil {
 			return err
 		}
 		done = append(done, "pushed")

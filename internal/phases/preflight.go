@@ -45,7 +45,7 @@ func (d *Data) preflight() error {
 	}
 	d.res = res
 	d.detail("U7S_REGISTRY: %s", res.Value)
-	images := registry.Refs(res.Images(version.Pinned))
+	images := registry.Refs(res.Images())
 	d.step("checking that the registry has all %d images", len(images))
 	missing, err := registry.Check(d.Ctx, images)
 	if err != nil {

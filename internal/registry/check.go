@@ -192,3 +192,15 @@ func credentials(key, registry string) (imagetypes.DockerAuthConfig, error) {
 	}
 	return creds, nil
 }
+
+// ParseRef parses an image reference with the one transport rule of u7s: plain HTTP for the
+// local registry only.
+func ParseRef(ref string) (name.Reference, error) { return parseRef(ref) }
+
+// RemoteOptions are go-containerregistry's options for talking to registries the way init and
+// join check them: the plain-HTTP guard and the containers credentials (auth.json). Pushes use
+// them too, so that `images build --push` and `images check` never disagree.
+func RemoteOptions(ctx context.Context) []remote.Option {
+	c := defaultClient()
+	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(c.transport()), remote.WithAuthFromKeychain(c.keychain)}
+}

@@ -3,6 +3,7 @@ package registry
 import (
 	"strings"
 
+	"github.com/u7s/u7s/images"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -47,36 +48,35 @@ func (r Resolution) PauseImage(p version.Pins) string {
 	return r.ImageRepository() + "/pause:" + p.PauseImageTag
 }
 
-// Images are every image init and join pull, in a stable order.
-func (r Resolution) Images(p version.Pins) []Image {
-	repo := r.ImageRepository()
-	// kubeadm turns the version into a tag this way (KubernetesVersionToImageTag).
-	kubeTag := strings.ReplaceAll(p.Kubernetes, "+", "_")
-	var imgs []Image
-	for _, n := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
-		imgs = append(imgs, Image{Name: n, Ref: repo + "/" + n + ":" + kubeTag})
-	}
-	return append(imgs,
-		Image{Name: "etcd", Ref: repo + "/etcd:" + p.EtcdImageTag},
-		Image{Name: "coredns", Ref: r.CoreDNSImage(p)},
-		Image{Name: "pause", Ref: r.PauseImage(p)},
-		Image{Name: "flannel", Ref: r.FlannelImage(p)},
-	)
-}
+// Images are every image init and join pull, in the catalogue's order (package images is the
+// one list of images and tags), as this resolution names them.
+func (r Resolution) Images() []Image { return r.catalogue(false) }
 
 // TestImages are the images the node's smoke and conformance tests run, from the registry host of
 // the value: <host>/library/busybox and <host>/e2e-test-images/agnhost. For the native registry,
 // busybox comes from Docker Hub, its upstream, and agnhost from registry.k8s.io.
-func (r Resolution) TestImages(p version.Pins) []Image {
-	host := registryHost(r.Value)
-	busybox := host + "/library/busybox"
-	if r.Native {
-		busybox = nativeBusyboxRepository
+func (r Resolution) TestImages() []Image { return r.catalogue(true) }
+
+func (r Resolution) catalogue(test bool) []Image {
+	var imgs []Image
+	for _, s := range images.All() {
+		if s.Test != test {
+			continue
+		}
+		ref := s.Reference(r.ImageRepository())
+		switch {
+		case s.Test && r.Native && s.Name == "busybox":
+			ref = nativeBusyboxRepository + ":" + s.Tag
+		case s.Test:
+			ref = registryHost(r.Value) + "/" + s.Repository + ":" + s.Tag
+		case r.Native && s.Name == "coredns":
+			ref = NativeRegistry + "/coredns/coredns:" + s.Tag
+		case r.Native && s.Name == "flannel":
+			ref = NativeFlannelRepository + ":" + s.Tag
+		}
+		imgs = append(imgs, Image{Name: s.Name, Ref: ref})
 	}
-	return []Image{
-		{Name: "busybox", Ref: busybox + ":" + p.BusyboxTag},
-		{Name: "agnhost", Ref: host + "/e2e-test-images/agnhost:" + p.AgnhostTag},
-	}
+	return imgs
 }
 
 // Refs are the references of imgs.
