@@ -14,7 +14,9 @@ REGISTRY ?= registry.local/k8s-p10
 # `make components COMPONENTS="crio runc"` builds only those.
 COMPONENTS ?=
 
-U7S_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one version of u7s: the release of versions.env, plus the commit when built from git.
+U7S_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
+U7S_VERSION ?= $(U7S_RELEASE)$(if $(U7S_COMMIT),+git$(U7S_COMMIT))
 
 # Kubernetes' version stamps, the same for every Kubernetes binary and for u7s itself: u7s links
 # kubeadm, and kubeadm picks its image tags and checks from component-base's version.

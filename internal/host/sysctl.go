@@ -156,3 +156,28 @@ func (s *system) restoreSysctls() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PackagedSysctlConf is where the distribution package ships SysctlConf's text.
+const PackagedSysctlConf = "/usr/lib/sysctl.d/90-u7s.conf"
+
+// SysctlConf is the sysctl.d file of the settings the node needs (the package ships it, so
+// that a packaged host has them from boot and init finds nothing to change).
+func SysctlConf() string {
+	var b strings.Builder
+	b.WriteString("# The kernel settings a u7s rootless Kubernetes node needs (u7s generate sysctl).\n")
+	for _, set := range hostSysctls {
+		v, _ := set.want("")
+		fmt.Fprintf(&b, "%s = %s\n", set.key, v)
+	}
+	return b.String()
+}
+
+// KernelModules are the modules the node needs loaded (podsec-k8s's modules-load.d list, and
+// vxlan for flannel): the package ships them as modules-load.d/u7s.conf. Where they are built
+// into the kernel, loading them is a no-op.
+var KernelModules = []string{
+	"tun", "overlay", "bridge", "br_netfilter", "veth", "vxlan",
+	"ip_tables", "ip6_tables", "iptable_nat", "ip6table_nat", "iptable_filter", "ip6table_filter",
+	"nf_tables", "x_tables", "xt_MASQUERADE", "xt_addrtype", "xt_comment", "xt_conntrack",
+	"xt_mark", "xt_multiport", "xt_nat", "xt_tcpudp",
+}

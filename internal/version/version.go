@@ -76,3 +76,10 @@ func Parse(env string) (map[string]string, error) {
 	}
 	return vals, nil
 }
+
+// Report is what `u7s version` prints: u7s and the stack it runs.
+func Report() string {
+	p := Pinned
+	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\n",
+		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit)
+}
