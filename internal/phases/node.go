@@ -55,14 +55,14 @@ func startNode(d *Data, n *config.Node) error {
 	}
 	if n.Service {
 		d.step("installing and starting the systemd unit u7s.service")
-		wrote, err := service.Install(d.Ctx)
-		if err != nil {
-			return err
-		}
-		if wrote {
+		// Recorded before it is written (a unit that was there already is not ours to remove).
+		if _, err := os.Stat(service.PackagedUnit); err != nil {
 			if err := host.RecordCreated(service.LocalUnit); err != nil {
 				return err
 			}
+		}
+		if _, err := service.Install(d.Ctx); err != nil {
+			return err
 		}
 	} else {
 		d.step("starting the node's namespace (rootlesskit, slirp4netns, cri-o) as a detached supervisor (systemd is not PID 1)")
