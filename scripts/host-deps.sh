@@ -26,7 +26,7 @@ TOOLS=(
 	# building runc, cri-o and pinns (cgo with libseccomp) and the rest
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
-	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint haproxy:haproxy
+	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
 	iperf3:iperf3
 )
 DEPS=("${RUNTIME[@]}" "${TOOLS[@]}")

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
@@ -37,6 +38,7 @@ func init() {
 	register(newStopCommand)
 	register(newNodePrepareCommand)
 	register(newTokenCommand)
+	register(newNodeUserCommand)
 }
 
 func newStartCommand() *cobra.Command {
@@ -81,6 +83,23 @@ func newNodePrepareCommand() *cobra.Command {
 				return err
 			}
 			return phases.Prepare(n)
+		},
+	}
+}
+
+func newNodeUserCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "node-user",
+		Short:  "Create the system user u7s-admin with its subordinate ids if missing (the packages' install scripts)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			u, err := host.EnsurePackageUser()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "u7s: user %s: uid %d, subordinate ids %s\n", u.Name, u.UID, u.SubUID)
+			return nil
 		},
 	}
 }

@@ -396,3 +396,22 @@ func SubUIDRanges(name string, uid int) ([]IDRange, error) {
 
 // Contains reports whether id is in the range.
 func (r IDRange) Contains(id int) bool { return id >= r.Start && id <= r.End() }
+
+// EnsurePackageUser is EnsureUser for the distribution package's install scripts: the user
+// and its subordinate ids then belong to the package, not to an init or join, so u7s reset
+// keeps them and a reinstall finds the same uid and range.
+func EnsurePackageUser() (User, error) {
+	s := defaultSystem()
+	before, err := s.loadState()
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.ensureUser(paths.User, paths.Home)
+	if err != nil {
+		return u, err
+	}
+	return u, s.updateState(func(st *State) {
+		st.CreatedUser = before.CreatedUser
+		st.AddedSubUIDs, st.AddedSubGIDs = before.AddedSubUIDs, before.AddedSubGIDs
+	})
+}
