@@ -40,7 +40,7 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 # -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.
 U7S_LDFLAGS = -s -w -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
 
-.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags
+.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags deb rpm images-archive
 
 all: u7s components
 
@@ -76,6 +76,16 @@ e2e:
 
 bench:
 	scripts/bench.sh
+
+# Packages from the one install layout (scripts/install.sh), under _output.
+deb: u7s components
+	@U7S_VERSION=$(U7S_VERSION) scripts/package.sh deb
+
+rpm:
+	@U7S_VERSION=$(U7S_VERSION) scripts/package.sh rpm
+
+images-archive: u7s components
+	@U7S_VERSION=$(U7S_VERSION) scripts/package.sh images
 
 clean:
 	rm -rf $(OUTPUT)
