@@ -383,3 +383,17 @@ func TestRunOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestRetarget(t *testing.T) {
+	for name, want := range map[string]string{
+		"registry.local/k8s-p10/kube-apiserver:v1.35.8": "site:5000/k8s-c10f1/kube-apiserver:v1.35.8",
+		"registry.local/e2e-test-images/agnhost:2.59":   "site:5000/e2e-test-images/agnhost:2.59",
+		"registry.local/library/busybox:1.35.0":         "site:5000/library/busybox:1.35.0",
+		"registry.altlinux.org/k8s-p10/coredns:v1.13.1": "site:5000/k8s-c10f1/coredns:v1.13.1",
+	} {
+		got, err := retarget(name, "site:5000/k8s-c10f1/")
+		if err != nil || got != want {
+			t.Errorf("retarget(%s) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
