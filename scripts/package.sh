@@ -92,13 +92,14 @@ rpm() {
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - --transform "s,^,$src/," -czf "$top/SOURCES/$src.tar.gz"
 	# --nodeps: on Debian rpm's own database is empty; host-deps installed the build dependencies.
 	rpmbuild -ba --nodeps --define "_topdir $top" --define "u7s_version $VERSION" rpm/u7s.spec >&2
+	rm -f "$OUT"/u7s-*.rpm
 	find "$top/RPMS" "$top/SRPMS" -name '*.rpm' -exec cp {} "$OUT/" \;
 	ls "$OUT"/u7s-*.rpm
 }
 
 images() {
 	local dir=$OUT/images-oci archive=$OUT/u7s-images-$VERSION.tar
-	rm -rf "$dir"
+	rm -rf "$dir" "$OUT"/u7s-images-*.tar
 	"$OUT/bin/u7s" images build --bin-dir "$OUT/bin" --registry registry.local/k8s-p10 --oci-dir "$dir" >&2
 	tar -C "$dir" -cf "$archive.tmp" .
 	mv "$archive.tmp" "$archive"

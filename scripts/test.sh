@@ -16,6 +16,8 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	make u7s components
 	make install
 	make images
+	echo "== packages (the test hosts install the .deb)"
+	make deb rpm images-archive
 	echo "== end-to-end test (replaces any u7s node on this host)"
 	go test -tags e2e -count=1 -v -timeout 60m ./test/e2e/
 fi

@@ -201,15 +201,30 @@ func EnsureNodeImage() error {
 	return fsutil.WriteFileAtomic(stamp, []byte(want+"\n"), 0o644)
 }
 
-// installU7s lays the u7s install layout (scripts/install.sh, DESTDIR) into a host's root,
-// from this machine's build (_output/bin), as the package will.
+// installU7s installs u7s into a host's root the way a user does: apt-get install of the .deb
+// that make deb built (scripts/hosts.sh makes it first), its dependencies already there from
+// the node image; without a .deb, the install layout (scripts/install.sh, DESTDIR).
 func installU7s(root string) error {
-	cmd := exec.Command(filepath.Join(Root(), "scripts/install.sh"))
-	cmd.Env = append(os.Environ(), "DESTDIR="+root)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("installing u7s into %s: %w\n%s", root, err, out)
+	debs, _ := filepath.Glob(filepath.Join(Root(), "_output/u7s_*.deb"))
+	if len(debs) == 0 {
+		cmd := exec.Command(filepath.Join(Root(), "scripts/install.sh"))
+		cmd.Env = append(os.Environ(), "DESTDIR="+root)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("installing u7s into %s: %w\n%s", root, err, out)
+		}
+		return nil
 	}
-	return nil
+	deb := debs[len(debs)-1]
+	if err := run("cp", deb, filepath.Join(root, "root/u7s.deb")); err != nil {
+		return err
+	}
+	cmd := exec.Command("systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", root, "--pipe", "--",
+		"/usr/bin/apt-get", "install", "-y", "-qq", "--no-install-recommends", "/root/u7s.deb")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install %s into %s: %w\n%s", filepath.Base(deb), root, err, out)
+	}
+	return os.Remove(filepath.Join(root, "root/u7s.deb"))
 }
 
 // cgroupsUnit makes the container's cgroup v1 hierarchies writable at every boot, as they
@@ -332,11 +347,6 @@ func create(name string, o Options) error {
 		return err
 	}
 	root := rootfs(name)
-	if !o.Fresh {
-		if err := installU7s(root); err != nil {
-			return err
-		}
-	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	resolv, err := resolvConf()
@@ -369,6 +379,12 @@ func create(name string, o Options) error {
 		full := filepath.Join(root, p)
 		_ = os.Remove(full) // resolv.conf may be a symlink
 		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	// After the host's files: the package's install script creates u7s-admin by its login.defs.
+	if !o.Fresh {
+		if err := installU7s(root); err != nil {
 			return err
 		}
 	}
