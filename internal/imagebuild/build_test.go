@@ -319,13 +319,7 @@ func TestBuildPushOCI(t *testing.T) {
 			t.Fatalf("push over plain HTTP to %s: want a refusal, got %v", addr, err)
 		}
 		// ...and registry.local (here mapped to the test server) is reached over it.
-		base := remote.DefaultTransport
-		defer func() { remote.DefaultTransport = base }()
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, strings.Replace(a, "registry.local", "127.0.0.1", 1))
-		}
-		remote.DefaultTransport = tr
+		defer localRegistryOnLoopback()()
 		ref := s.Reference("registry.local:" + port + "/k8s-p10")
 		if err := Push(context.Background(), ref, img1.Image); err != nil {
 			t.Fatal(err)
@@ -347,13 +341,7 @@ func TestBuildPushOCI(t *testing.T) {
 		srv := httptest.NewServer(nil)
 		_, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
 		srv.Close()
-		base := remote.DefaultTransport
-		defer func() { remote.DefaultTransport = base }()
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, strings.Replace(a, "registry.local", "127.0.0.1", 1))
-		}
-		remote.DefaultTransport = tr
+		defer localRegistryOnLoopback()()
 		err := Push(context.Background(), "registry.local:"+port+"/x/pause:1", img1.Image)
 		if err == nil || !strings.Contains(err.Error(), "local-registry.sh") {
 			t.Fatalf("got %v, want a hint at the registry script", err)
@@ -396,4 +384,16 @@ func TestRetarget(t *testing.T) {
 			t.Errorf("retarget(%s) = %q, %v; want %q", name, got, err, want)
 		}
 	}
+}
+
+// localRegistryOnLoopback makes registry.local dial 127.0.0.1 (a test server) until the
+// returned func restores the transport.
+func localRegistryOnLoopback() func() {
+	base := remote.DefaultTransport
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, strings.Replace(a, "registry.local", "127.0.0.1", 1))
+	}
+	remote.DefaultTransport = tr
+	return func() { remote.DefaultTransport = base }
 }

@@ -21,51 +21,40 @@ import (
 // public address: the host's, where the other nodes' VXLAN packets arrive (8472/udp is
 // forwarded into the namespace), not slirp4netns's 10.0.2.100 that every node has.
 func networkPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "network",
-		Short: "Install flannel (first control plane) and publish this node's address to it",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			n, err := d.Node()
-			if err != nil {
-				return err
-			}
-			cs, err := kube.Node()
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(n.AdvertiseAddress)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(d.Ctx, 2*time.Minute)
-			defer cancel()
-			if err := waitNodeObject(ctx, cs, n.NodeName); err != nil {
-				return err
-			}
-			if err := flannel.SetNodePublicIP(ctx, cs, n.NodeName, ip); err != nil {
-				return fmt.Errorf("annotating node %s with its public address: %w", n.NodeName, err)
-			}
-			if d.Flow != FlowInit {
-				return nil
-			}
-			d.step("installing flannel (%s)", n.FlannelImage)
-			admin, err := kube.Admin()
-			if err != nil {
-				return err
-			}
-			if err := flannel.Apply(ctx, admin, flannel.Options{Image: n.FlannelImage, PodCIDR: n.PodCIDR, APIServer: n.Endpoint}); err != nil {
-				return fmt.Errorf("installing flannel: %w", err)
-			}
+	return phase("network", "Install flannel (first control plane) and publish this node's address to it", true, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		cs, err := kube.Node()
+		if err != nil {
+			return err
+		}
+		ip, err := netip.ParseAddr(n.AdvertiseAddress)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, 2*time.Minute)
+		defer cancel()
+		if err := waitNodeObject(ctx, cs, n.NodeName); err != nil {
+			return err
+		}
+		if err := flannel.SetNodePublicIP(ctx, cs, n.NodeName, ip); err != nil {
+			return fmt.Errorf("annotating node %s with its public address: %w", n.NodeName, err)
+		}
+		if d.Flow != FlowInit {
 			return nil
-		},
-	}
+		}
+		d.step("installing flannel (%s)", n.FlannelImage)
+		admin, err := kube.Admin()
+		if err != nil {
+			return err
+		}
+		if err := flannel.Apply(ctx, admin, flannel.Options{Image: n.FlannelImage, PodCIDR: n.PodCIDR, APIServer: n.Endpoint}); err != nil {
+			return fmt.Errorf("installing flannel: %w", err)
+		}
+		return nil
+	})
 }
 
 // waitNodeObject waits until the kubelet has registered the node.
@@ -84,66 +73,44 @@ func waitNodeObject(ctx context.Context, cs kubernetes.Interface, name string) e
 
 // waitPhase waits until the node is Ready with its pods running.
 func waitPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "wait",
-		Short: "Wait until the node is Ready and every pod on it runs",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			n, err := d.Node()
-			if err != nil {
-				return err
-			}
-			cs, err := kube.Node()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(d.Ctx, 5*time.Minute)
-			defer cancel()
-			d.step("waiting for node %s to be Ready and its pods to run", n.NodeName)
-			return kube.WaitNodeReady(ctx, cs, n.NodeName, d.Out)
-		},
-	}
+	return phase("wait", "Wait until the node is Ready and every pod on it runs", true, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		cs, err := kube.Node()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, 5*time.Minute)
+		defer cancel()
+		d.step("waiting for node %s to be Ready and its pods to run", n.NodeName)
+		return kube.WaitNodeReady(ctx, cs, n.NodeName, d.Out)
+	})
 }
 
 // summaryPhase says what was made and how to go on.
 func summaryPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "summary",
-		Short: "Print how to use the node, and on init the u7s join commands",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			n, err := d.Node()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(d.Out, "\nNode %s is Ready (%s; cgroup mode %s: %s).\n", n.NodeName, n.Role, n.Cgroup, n.Cgroup.Description())
-			if n.Service {
-				fmt.Fprintf(d.Out, "It runs as the systemd unit u7s.service (journalctl -u u7s, systemctl status u7s).\n")
-			}
-			if n.Role == config.ControlPlane {
-				fmt.Fprintf(d.Out, "Use the cluster from this host as root:\n  export KUBECONFIG=%s\n  kubectl get nodes\n", paths.AdminKubeconfig)
-			}
-			if d.Flow != FlowInit {
-				return nil
-			}
-			hash, err := kubeadm.CACertHash()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(d.Out, "\n%s", joinCommands(n.Endpoint, d.token, hash, d.certKey))
+	return phase("summary", "Print how to use the node, and on init the u7s join commands", true, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.Out, "\nNode %s is Ready (%s; cgroup mode %s: %s).\n", n.NodeName, n.Role, n.Cgroup, n.Cgroup.Description())
+		if n.Service {
+			fmt.Fprintf(d.Out, "It runs as the systemd unit u7s.service (journalctl -u u7s, systemctl status u7s).\n")
+		}
+		if n.Role == config.ControlPlane {
+			fmt.Fprintf(d.Out, "Use the cluster from this host as root:\n  export KUBECONFIG=%s\n  kubectl get nodes\n", paths.AdminKubeconfig)
+		}
+		if d.Flow != FlowInit {
 			return nil
-		},
-	}
+		}
+		hash, err := kubeadm.CACertHash()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(d.Out, "\n%s", joinCommands(n.Endpoint, d.token, hash, d.certKey))
+		return nil
+	})
 }

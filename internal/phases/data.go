@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
@@ -120,6 +121,21 @@ func (d *Data) step(format string, args ...any) {
 
 func (d *Data) detail(format string, args ...any) {
 	fmt.Fprintf(d.Out, "    "+format+"\n", args...)
+}
+
+// phase is a workflow phase whose Run takes the run's Data. A dry run skips the phases that
+// change the host (changes).
+func phase(name, short string, changes bool, run func(*Data) error) workflow.Phase {
+	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
+		d, err := asData(c)
+		if err != nil {
+			return err
+		}
+		if changes && d.O.DryRun {
+			return nil
+		}
+		return run(d)
+	}}
 }
 
 // asData is the type assertion every phase starts with.

@@ -18,73 +18,54 @@ import (
 
 // hostPhase prepares the host; every change is recorded so that reset undoes it.
 func hostPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "host",
-		Short: "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
+	return phase("host", "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories", false, func(d *Data) error {
+		if d.O.DryRun {
+			d.step("[dry-run] would create user %s, apply sysctls and make the node's directories", paths.User)
+			return nil
+		}
+		d.Changed = true
+		d.step("creating the system user %s", paths.User)
+		u, err := host.EnsureUser()
+		if err != nil {
+			return err
+		}
+		d.owner = node.Owner{UID: u.UID, GID: u.GID}
+		d.detail("uid %d, subordinate ids %s", u.UID, u.SubUID)
+		d.step("applying sysctls")
+		if _, err := host.ApplySysctls(); err != nil {
+			return err
+		}
+		if err := host.EnsureTun(); err != nil {
+			return err
+		}
+		if err := host.EnsureModulesDir(); err != nil {
+			return err
+		}
+		for _, dir := range []string{paths.RunDir, paths.State, paths.LogDir, paths.KubernetesDir} {
+			if err := host.MakeDir(dir, 0o755, u.UID, u.GID); err != nil {
 				return err
 			}
-			if d.O.DryRun {
-				d.step("[dry-run] would create user %s, apply sysctls and make the node's directories", paths.User)
-				return nil
-			}
-			d.Changed = true
-			d.step("creating the system user %s", paths.User)
-			u, err := host.EnsureUser()
-			if err != nil {
-				return err
-			}
-			d.owner = node.Owner{UID: u.UID, GID: u.GID}
-			d.detail("uid %d, subordinate ids %s", u.UID, u.SubUID)
-			d.step("applying sysctls")
-			if _, err := host.ApplySysctls(); err != nil {
-				return err
-			}
-			if err := host.EnsureTun(); err != nil {
-				return err
-			}
-			if err := host.EnsureModulesDir(); err != nil {
-				return err
-			}
-			for _, dir := range []string{paths.RunDir, paths.State, paths.LogDir, paths.KubernetesDir} {
-				if err := host.MakeDir(dir, 0o755, u.UID, u.GID); err != nil {
-					return err
-				}
-			}
-			return os.MkdirAll(paths.ConfigDir, 0o755)
-		},
-	}
+		}
+		return os.MkdirAll(paths.ConfigDir, 0o755)
+	})
 }
 
 // cgroupsPhase chooses the cgroup mode and, on v1, delegates the node's subtrees.
 func cgroupsPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "cgroups",
-		Short: "Choose the cgroup mode; on cgroup v1 delegate a subtree of every hierarchy to u7s-admin",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			o, err := d.Owner()
-			if err != nil {
-				return err
-			}
-			d.step("choosing the cgroup mode")
-			mode, err := cgroups.Choose(d.O.CgroupMode, useService(), o.UID, o.GID)
-			if err != nil {
-				return err
-			}
-			d.cgroup = mode
-			d.detail("%s: %s", mode, mode.Description())
-			return nil
-		},
-	}
+	return phase("cgroups", "Choose the cgroup mode; on cgroup v1 delegate a subtree of every hierarchy to u7s-admin", true, func(d *Data) error {
+		o, err := d.Owner()
+		if err != nil {
+			return err
+		}
+		d.step("choosing the cgroup mode")
+		mode, err := cgroups.Choose(d.O.CgroupMode, useService(), o.UID, o.GID)
+		if err != nil {
+			return err
+		}
+		d.cgroup = mode
+		d.detail("%s: %s", mode, mode.Description())
+		return nil
+	})
 }
 
 // useService: the node runs as the systemd unit where systemd is PID 1.
@@ -92,17 +73,9 @@ func useService() bool { return serviceAvailable() }
 
 // configPhase writes the node's configuration and its kubeadm documents.
 func configPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "config",
-		Short: "Write the node's configuration (/etc/u7s/node.json), its kubeadm configuration and kubelet patches",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			return d.writeConfig()
-		},
-	}
+	return phase("config", "Write the node's configuration (/etc/u7s/node.json), its kubeadm configuration and kubelet patches", false, func(d *Data) error {
+		return d.writeConfig()
+	})
 }
 
 func (d *Data) writeConfig() error {

@@ -25,24 +25,13 @@ func serviceAvailable() bool { return service.Systemd() }
 // startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
 // else a detached supervisor; both end when cri-o answers inside the namespace.
 func startPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "start",
-		Short: "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			n, err := d.Node()
-			if err != nil {
-				return err
-			}
-			return startNode(d, n)
-		},
-	}
+	return phase("start", "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o", true, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		return startNode(d, n)
+	})
 }
 
 func startNode(d *Data, n *config.Node) error {
@@ -93,35 +82,24 @@ func Prepare(n *config.Node) error {
 
 // kubeadmPhase runs kubeadm init or join, linked into u7s, inside the namespace.
 func kubeadmPhase(flow string) workflow.Phase {
-	return workflow.Phase{
-		Name:  "kubeadm",
-		Short: "Run kubeadm " + flow + " (linked into u7s) inside the namespace",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			if d.O.DryRun {
-				return nil
-			}
-			o, err := d.Owner()
-			if err != nil {
-				return err
-			}
-			d.step("running kubeadm %s inside the namespace", flow)
-			args := []string{"kubeadm", flow, "--config", kubeadmConfigFile(flow)}
-			if flow == FlowInit && d.O.UploadCerts {
-				args = append(args, "--upload-certs")
-			}
-			if d.O.Verbosity > 0 {
-				args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
-			}
-			if err := runInNode(o, args...); err != nil {
-				return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
-			}
-			return nil
-		},
-	}
+	return phase("kubeadm", "Run kubeadm "+flow+" (linked into u7s) inside the namespace", true, func(d *Data) error {
+		o, err := d.Owner()
+		if err != nil {
+			return err
+		}
+		d.step("running kubeadm %s inside the namespace", flow)
+		args := []string{"kubeadm", flow, "--config", kubeadmConfigFile(flow)}
+		if flow == FlowInit && d.O.UploadCerts {
+			args = append(args, "--upload-certs")
+		}
+		if d.O.Verbosity > 0 {
+			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
+		}
+		if err := runInNode(o, args...); err != nil {
+			return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
+		}
+		return nil
+	})
 }
 
 // runInNode runs u7s ARGS inside the namespace as its root, kubeadm's output filtered.

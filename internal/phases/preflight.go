@@ -21,17 +21,9 @@ import (
 // preflightPhase checks everything before the host changes: flags, the registry and its
 // images, the cluster (join: endpoint, token, CA hash, certificate key) and the host.
 func preflightPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "preflight",
-		Short: "Check flags, registry, images, cluster and host; change nothing",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			return d.preflight()
-		},
-	}
+	return phase("preflight", "Check flags, registry, images, cluster and host; change nothing", false, func(d *Data) error {
+		return d.preflight()
+	})
 }
 
 func (d *Data) preflight() error {

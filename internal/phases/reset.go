@@ -32,38 +32,30 @@ const FlowReset = "reset"
 // leavePhase takes the node out of the cluster while it still runs: a control plane's etcd
 // member is removed first (so that the others keep quorum), then its Node object.
 func leavePhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "leave",
-		Short: "Leave the cluster: remove this control plane's etcd member, then the Node object",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			n, err := config.Load()
-			if err != nil {
-				return nil // never made, or half made: nothing to leave
-			}
-			ctx, cancel := context.WithTimeout(d.Ctx, time.Minute)
-			defer cancel()
-			// The Node first: once this control plane's etcd member is gone, its API server
-			// (which the balancer may pick) no longer answers.
-			if cs, err := kube.Admin(); err == nil {
-				deleteNode(d, ctx, cs, n.NodeName)
-			} else if cs, err := kube.Node(); err == nil {
-				deleteNode(d, ctx, cs, n.NodeName)
-			}
-			if n.Role == config.ControlPlane {
-				if _, err := os.Stat(paths.AdminKubeconfig); err == nil {
-					d.step("removing this control plane's etcd member")
-					if err := kubeadm.RemoveEtcdMember(n); err != nil {
-						fmt.Fprintf(d.Out, "    warning: %v\n", err)
-					}
+	return phase("leave", "Leave the cluster: remove this control plane's etcd member, then the Node object", false, func(d *Data) error {
+		n, err := config.Load()
+		if err != nil {
+			return nil // never made, or half made: nothing to leave
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, time.Minute)
+		defer cancel()
+		// The Node first: once this control plane's etcd member is gone, its API server
+		// (which the balancer may pick) no longer answers.
+		if cs, err := kube.Admin(); err == nil {
+			deleteNode(d, ctx, cs, n.NodeName)
+		} else if cs, err := kube.Node(); err == nil {
+			deleteNode(d, ctx, cs, n.NodeName)
+		}
+		if n.Role == config.ControlPlane {
+			if _, err := os.Stat(paths.AdminKubeconfig); err == nil {
+				d.step("removing this control plane's etcd member")
+				if err := kubeadm.RemoveEtcdMember(n); err != nil {
+					fmt.Fprintf(d.Out, "    warning: %v\n", err)
 				}
 			}
-			return nil
-		},
-	}
+		}
+		return nil
+	})
 }
 
 func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name string) {
@@ -80,69 +72,53 @@ func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name stri
 
 // stopPhase stops the node, and disables its unit.
 func stopPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "stop",
-		Short: "Stop the node (the systemd unit, or the detached supervisor) and disable its unit",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
+	return phase("stop", "Stop the node (the systemd unit, or the detached supervisor) and disable its unit", false, func(d *Data) error {
+		d.step("stopping the node")
+		var errs []error
+		if service.Systemd() {
+			if err := service.Uninstall(d.Ctx, false); err != nil {
+				errs = append(errs, err)
 			}
-			d.step("stopping the node")
-			var errs []error
-			if service.Systemd() {
-				if err := service.Uninstall(d.Ctx, false); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			if err := node.Stop(30 * time.Second); err != nil {
-				errs = append(errs, fmt.Errorf("stopping the supervisor: %w", err))
-			}
-			if n := killUserProcesses(); n > 0 {
-				d.detail("killed %d leftover process(es) of %s", n, paths.User)
-			}
-			return errors.Join(errs...)
-		},
-	}
+		}
+		if err := node.Stop(30 * time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the supervisor: %w", err))
+		}
+		if n := killUserProcesses(); n > 0 {
+			d.detail("killed %d leftover process(es) of %s", n, paths.User)
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // cleanupPhase undoes what init or join recorded, and nothing else.
 func cleanupPhase() workflow.Phase {
-	return workflow.Phase{
-		Name:  "cleanup",
-		Short: "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made",
-		Run: func(c workflow.RunData) error {
-			d, err := asData(c)
-			if err != nil {
-				return err
-			}
-			var errs []error
-			d.step("removing the cgroup delegation")
-			if dl, err := cgroups.LoadDelegation(); err == nil {
-				if err := dl.Remove(); err != nil {
-					errs = append(errs, err)
-				}
-			} else if !errors.Is(err, fs.ErrNotExist) {
+	return phase("cleanup", "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made", false, func(d *Data) error {
+		var errs []error
+		d.step("removing the cgroup delegation")
+		if dl, err := cgroups.LoadDelegation(); err == nil {
+			if err := dl.Remove(); err != nil {
 				errs = append(errs, err)
 			}
-			d.step("restoring sysctls and removing the user %s", paths.User)
-			for _, f := range []func() error{host.RestoreSysctls, host.RemoveModulesDir, host.RestoreTun, host.RemoveUser} {
-				if err := f(); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			d.step("removing the files init or join made")
-			if err := host.RemoveRecorded(); err != nil {
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		d.step("restoring sysctls and removing the user %s", paths.User)
+		for _, f := range []func() error{host.RestoreSysctls, host.RemoveModulesDir, host.RestoreTun, host.RemoveUser} {
+			if err := f(); err != nil {
 				errs = append(errs, err)
 			}
-			if service.Systemd() {
-				_ = service.Reload(d.Ctx)
-			}
-			// The config dir goes too if nothing else is left in it.
-			_ = os.Remove(paths.ConfigDir)
-			return errors.Join(errs...)
-		},
-	}
+		}
+		d.step("removing the files init or join made")
+		if err := host.RemoveRecorded(); err != nil {
+			errs = append(errs, err)
+		}
+		if service.Systemd() {
+			_ = service.Reload(d.Ctx)
+		}
+		// The config dir goes too if nothing else is left in it.
+		_ = os.Remove(paths.ConfigDir)
+		return errors.Join(errs...)
+	})
 }
 
 // killUserProcesses kills every process still owned by the node's user or one of its
