@@ -13,6 +13,7 @@ import (
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/service"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -58,7 +59,7 @@ func cgroupsPhase() workflow.Phase {
 			return err
 		}
 		d.step("choosing the cgroup mode")
-		mode, err := cgroups.Choose(d.O.CgroupMode, useService(), o.UID, o.GID)
+		mode, err := cgroups.Choose(d.O.CgroupMode, service.Systemd(), o.UID, o.GID)
 		if err != nil {
 			return err
 		}
@@ -67,9 +68,6 @@ func cgroupsPhase() workflow.Phase {
 		return nil
 	})
 }
-
-// useService: the node runs as the systemd unit where systemd is PID 1.
-func useService() bool { return serviceAvailable() }
 
 // configPhase writes the node's configuration and its kubeadm documents.
 func configPhase() workflow.Phase {
@@ -105,7 +103,7 @@ func (d *Data) writeConfig() error {
 		NodePortForwarding: !d.O.NoNodePortForwarding,
 		ScheduleWorkloads:  d.O.ScheduleWorkloads,
 		Cgroup:             d.cgroup,
-		Service:            useService(),
+		Service:            service.Systemd(),
 	}
 	if n.Cgroup == "" {
 		n.Cgroup = cgroups.None // --dry-run, or the cgroups phase skipped

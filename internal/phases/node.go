@@ -20,8 +20,6 @@ import (
 	"github.com/u7s/u7s/internal/service"
 )
 
-func serviceAvailable() bool { return service.Systemd() }
-
 // startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
 // else a detached supervisor; both end when cri-o answers inside the namespace.
 func startPhase() workflow.Phase {
