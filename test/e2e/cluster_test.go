@@ -117,12 +117,16 @@ func nodesReady(t *testing.T, from string, timeout time.Duration, names ...strin
 	})
 }
 
-// nodeUnchanged: a refused join left no trace on the host.
+// nodeUnchanged: a refused join or a reset left no trace on the host. The user u7s-admin
+// belongs to the package where u7s came as one (it stays), else it must be gone too.
 func nodeUnchanged(t *testing.T, host string) {
 	t.Helper()
-	out, _ := onHost(t, host, "id u7s-admin 2>&1 || true; for f in /etc/u7s/node.json /etc/kubernetes /run/u7s /etc/systemd/system/u7s.service; do ls -d $f 2>&1 || true; done; systemctl is-active u7s 2>&1 || true")
-	if !strings.Contains(out, "no such user") || strings.Count(out, "No such file") != 4 || strings.Contains(out, "\nactive") {
-		t.Errorf("a refused join changed %s:\n%s", host, out)
+	out, _ := onHost(t, host, `if dpkg -s u7s >/dev/null 2>&1; then echo "user: packaged"; else id u7s-admin 2>&1 || true; fi
+for f in /etc/u7s/node.json /etc/u7s/host-state.json /etc/kubernetes /run/u7s /etc/systemd/system/u7s.service; do ls -d $f 2>&1 || true; done
+systemctl is-active u7s 2>&1 || true`)
+	userGone := strings.Contains(out, "user: packaged") || strings.Contains(out, "no such user")
+	if !userGone || strings.Count(out, "No such file") != 5 || strings.Contains(out, "\nactive") {
+		t.Errorf("the host %s is not as before:\n%s", host, out)
 	}
 }
 
