@@ -76,10 +76,10 @@ func (s *system) makeDir(dir string, mode os.FileMode, uid, gid int) error {
 	if err := s.updateState(func(st *State) { st.Created = appendNew(st.Created, dir) }); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(p, mode); err != nil {
+	if err := fsutil.MkdirOwned(p, mode, uid, gid); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	return os.Chown(p, uid, gid)
+	return nil
 }
 
 // RecordCreated notes files u7s is about to write (recorded first, so that a crash in

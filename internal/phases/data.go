@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/cgroups"
@@ -66,16 +65,15 @@ type Data struct {
 	Flow string
 	O    Options
 
-	pod, svc  netip.Prefix
-	res       registry.Resolution
-	node      *config.Node
-	owner     node.Owner
-	docs      []byte // the kubeadm configuration
-	join      kubeadm.JoinOptions
-	bootstrap kubernetes.Interface // join: the client discovery gave (bootstrap token)
-	token     string               // init: the bootstrap token it creates
-	certKey   string               // the certificate key of uploaded certificates
-	cgroup    cgroups.Mode
+	pod, svc netip.Prefix
+	res      registry.Resolution
+	node     *config.Node
+	owner    node.Owner
+	docs     []byte // the kubeadm configuration
+	join     kubeadm.JoinOptions
+	token    string // init: the bootstrap token it creates
+	certKey  string // the certificate key of uploaded certificates
+	cgroup   cgroups.Mode
 	// Changed is set once a phase changed the host: a failure after it is undone.
 	Changed bool
 }

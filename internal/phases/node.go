@@ -48,7 +48,7 @@ func startNode(d *Data, n *config.Node) error {
 				return err
 			}
 		}
-		if _, err := service.Install(d.Ctx); err != nil {
+		if err := service.Install(d.Ctx); err != nil {
 			return err
 		}
 	} else {

@@ -177,7 +177,6 @@ func (d *Data) discover() error {
 	if err != nil {
 		return err
 	}
-	d.bootstrap = cs
 	pod, svc, err := kubeadm.ClusterNetworks(d.Ctx, cs)
 	if err != nil {
 		return err

@@ -76,7 +76,7 @@ func stopPhase() workflow.Phase {
 		d.step("stopping the node")
 		var errs []error
 		if service.Systemd() {
-			if err := service.Uninstall(d.Ctx, false); err != nil {
+			if err := service.Uninstall(d.Ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -38,27 +38,26 @@ func connect(ctx context.Context) (*sdbus.Conn, error) {
 	return c, nil
 }
 
-// Install writes the unit to LocalUnit unless the package installed it (then it reports
-// false), reloads systemd and enables the unit, so that the node starts at boot.
-func Install(ctx context.Context) (wrote bool, err error) {
+// Install writes the unit to LocalUnit unless the package installed it, reloads systemd and
+// enables the unit, so that the node starts at boot.
+func Install(ctx context.Context) error {
 	c, err := connect(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer c.Close()
 	if _, err := os.Stat(PackagedUnit); err != nil {
 		if err := fsutil.WriteFileAtomic(LocalUnit, systemd.UnitFile, 0o644); err != nil {
-			return false, err
+			return err
 		}
-		wrote = true
 	}
 	if err := c.ReloadContext(ctx); err != nil {
-		return wrote, fmt.Errorf("systemctl daemon-reload: %w", err)
+		return fmt.Errorf("systemctl daemon-reload: %w", err)
 	}
 	if _, _, err := c.EnableUnitFilesContext(ctx, []string{systemd.Unit}, false, true); err != nil {
-		return wrote, fmt.Errorf("enabling %s: %w", systemd.Unit, err)
+		return fmt.Errorf("enabling %s: %w", systemd.Unit, err)
 	}
-	return wrote, nil
+	return nil
 }
 
 // Start starts the unit and waits for its start job: with Type=notify that is when the
@@ -138,8 +137,9 @@ func unitKnown(ctx context.Context, c *sdbus.Conn) bool {
 	return err == nil && p.Value.Value() == "loaded"
 }
 
-// Uninstall stops and disables the unit, and removes LocalUnit if init or join wrote it.
-func Uninstall(ctx context.Context, wrote bool) error {
+// Uninstall stops and disables the unit (a LocalUnit that init or join wrote is theirs to
+// remove: host.RemoveRecorded).
+func Uninstall(ctx context.Context) error {
 	if !Systemd() {
 		return nil
 	}
@@ -155,11 +155,6 @@ func Uninstall(ctx context.Context, wrote bool) error {
 	if unitKnown(ctx, c) {
 		if _, err := c.DisableUnitFilesContext(ctx, []string{systemd.Unit}, false); err != nil {
 			errs = append(errs, fmt.Errorf("disabling %s: %w", systemd.Unit, err))
-		}
-	}
-	if wrote {
-		if err := os.Remove(LocalUnit); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
 		}
 	}
 	_ = c.ResetFailedUnitContext(ctx, systemd.Unit)

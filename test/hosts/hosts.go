@@ -570,7 +570,7 @@ func waitRunning(h *Host, timeout time.Duration) error {
 			out, _ := exec.Command("nsenter", "-t", strconv.Itoa(leader), "-a", "systemctl", "is-system-running").Output()
 			state = strings.TrimSpace(string(out))
 			if state == "running" || state == "degraded" {
-				if exec.Command("ping", "-c1", "-W1", h.Addr.String()).Run() == nil || tcpUp(h) {
+				if addrUp(h) {
 					return nil
 				}
 			}
@@ -580,8 +580,8 @@ func waitRunning(h *Host, timeout time.Duration) error {
 	return fmt.Errorf("host %s did not boot within %s (systemd: %q): see %s", h.Name, timeout, state, consoleLog(h.Name))
 }
 
-// tcpUp: the host's address is on its interface (ping may be missing on the machine).
-func tcpUp(h *Host) bool {
+// addrUp: networkd has put the host's address on its interface.
+func addrUp(h *Host) bool {
 	leader, err := Leader(h.Name)
 	if err != nil {
 		return false
@@ -650,26 +650,31 @@ func EnterArgv(name string, env []string, args []string) ([]string, error) {
 
 // joinCgroupsOf moves this process into pid's cgroup in every hierarchy mounted here.
 func joinCgroupsOf(pid int) error {
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return err
-	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		mp := cgroupMount(string(mounts), parts[1])
-		if mp == "" {
-			continue
-		}
-		p := filepath.Join(mp, parts[2], "cgroup.procs")
+	for _, dir := range cgroupDirsOf(strconv.Itoa(pid)) {
+		p := filepath.Join(dir, "cgroup.procs")
 		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// cgroupDirsOf is, for every hierarchy mounted here, the directory of process pid's cgroup
+// ("self" for this one).
+func cgroupDirsOf(pid string) []string {
+	cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if mp := cgroupMount(string(mounts), parts[1]); mp != "" {
+			dirs = append(dirs, filepath.Join(mp, parts[2]))
+		}
+	}
+	return dirs
 }
 
 // Poweroff shuts the host down cleanly (SIGTERM to systemd-nspawn: the container's systemd
@@ -820,24 +825,13 @@ func joinOwnCgroups(name string) error {
 // ownCgroupDirs lists, for every mounted hierarchy this process is in, the directory of the
 // host's cgroup below this process's.
 func ownCgroupDirs(name string) []string {
-	self, _ := os.ReadFile("/proc/self/cgroup")
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	var dirs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		mp := cgroupMount(string(mounts), parts[1])
-		if mp == "" {
-			continue
-		}
-		cur := parts[2]
+	for _, cur := range cgroupDirsOf("self") {
 		// A runner that was booted before sits in its own cgroup already.
-		if strings.HasSuffix(cur, "/"+cgroupName(name)) {
+		if filepath.Base(cur) == cgroupName(name) {
 			cur = filepath.Dir(cur)
 		}
-		dirs = append(dirs, filepath.Join(mp, cur, cgroupName(name)))
+		dirs = append(dirs, filepath.Join(cur, cgroupName(name)))
 	}
 	return dirs
 }
