@@ -13,6 +13,7 @@ if [ -e /etc/u7s/node.json ]; then
 	u7s status || true
 	exit 0
 fi
-# A single node runs ordinary pods too: no control-plane taint.
-u7s init --schedule-workloads "$@"
+# A single node runs ordinary pods too: no control-plane taint. It runs only the images
+# `make images` signed (its key pair is _output/signing; the private key stays off other nodes).
+u7s init --schedule-workloads --image-signing-key "$PWD/_output/signing/u7s-signing.pub" "$@"
 echo "export KUBECONFIG=/etc/kubernetes/admin.conf   # then: kubectl get nodes"

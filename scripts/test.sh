@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 [ "$(id -u)" = 0 ] || { echo "the tests need root (they run u7s init)" >&2; exit 1; }
 make host-deps
+# The build tags of u7s's packages, from the one place that sets them (U7S_TAGS in the Makefile).
+tags=$(make -s --no-print-directory print-u7s-tags)
 if [ "$what" = all ] || [ "$what" = unit ]; then
 	echo "== unit tests"
-	go test ./cmd/... ./internal/... ./images/... ./manifests/...
+	go test -tags "$tags" ./cmd/... ./internal/... ./images/... ./manifests/...
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
 	echo "== building and installing the node components"
@@ -19,5 +21,5 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	echo "== packages (the test hosts install the .deb)"
 	make deb rpm images-archive
 	echo "== end-to-end test (replaces any u7s node on this host)"
-	go test -tags e2e -count=1 -v -timeout 60m ./test/e2e/
+	go test -tags "e2e $tags" -count=1 -v -timeout 60m ./test/e2e/
 fi

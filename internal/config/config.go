@@ -36,6 +36,9 @@ type Node struct {
 	PauseImage      string   `json:"pauseImage"`
 	FlannelImage    string   `json:"flannelImage"`
 	Insecure        []string `json:"insecureRegistries,omitempty"`
+	// ImageSigningKey is the site's public key (paths.ImageSigningKey) when the node runs only
+	// images signed with it, from Registry's host only; empty: any image the registries serve.
+	ImageSigningKey string `json:"imageSigningKey,omitempty"`
 	// Cgroup is the mode the node runs in; the v1 delegation itself is saved by package cgroups.
 	Cgroup cgroups.Mode `json:"cgroup"`
 	// Ports forwarded from the host into the namespace at every start, rootlessctl syntax.

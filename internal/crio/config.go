@@ -199,6 +199,6 @@ func NewStorage(d Dirs) Storage {
 	return Storage{Storage: StorageSection{Driver: "overlay", RunRoot: d.StorageRunRoot(), Root: d.StorageRoot()}}
 }
 
-// Policy is containers-policy.json(5). Images come from the registry the admin chose; u7s
-// does not verify signatures itself (podsec's signed-image policy is a later step).
+// Policy is the containers-policy.json(5) of a node given no signing key: images come from
+// the registries the admin chose, unverified (NodePolicy).
 const Policy = `{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker-daemon":{"":[{"type":"insecureAcceptAnything"}]}}}` + "\n"

@@ -1,6 +1,7 @@
 package crio
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,5 +53,18 @@ func TestRegistriesInsecureOnlyForGiven(t *testing.T) {
 	}
 	if len(r.Registry) != 1 || r.Registry[0].Prefix != "registry.local" || r.Registry[0].Location != "registry.local:80" || !r.Registry[0].Insecure {
 		t.Errorf("registries: %+v", r)
+	}
+}
+
+// cri-o pulls registry.local's images from registry.local:80 (registries.conf): the signatures
+// must be looked up there too, or every signed image is refused as unsigned.
+func TestSignatureHosts(t *testing.T) {
+	n := &config.Node{Registry: "registry.local/k8s-p10", Insecure: []string{"registry.local"}}
+	if got := signatureHosts(n); !slices.Equal(got, []string{"registry.local", "registry.local:80"}) {
+		t.Errorf("signatureHosts = %q, want registry.local and registry.local:80", got)
+	}
+	n = &config.Node{Registry: "registry.example.com:5000/k8s"}
+	if got := signatureHosts(n); !slices.Equal(got, []string{"registry.example.com:5000"}) {
+		t.Errorf("signatureHosts = %q, want registry.example.com:5000", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,6 +18,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/signing"
 )
 
 // WriteFiles writes crio.conf, registries.conf, storage.conf and policy.json.
@@ -38,14 +40,68 @@ func WriteFiles(n *config.Node, d Dirs) error {
 	if err != nil {
 		return err
 	}
+	policy, err := NodePolicy(n)
+	if err != nil {
+		return err
+	}
 	for path, data := range map[string][]byte{
-		d.ConfigFile(): conf, d.RegistriesFile(): regs, d.StorageFile(): stor, d.PolicyFile(): []byte(Policy),
+		d.ConfigFile(): conf, d.RegistriesFile(): regs, d.StorageFile(): stor, d.PolicyFile(): policy,
 	} {
 		if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
 			return err
 		}
 	}
-	return nil
+	return writeRegistriesD(n)
+}
+
+// NodePolicy is the node's containers-policy.json(5): with a signing key, only images from
+// the node's registry signed with it; without, any image its registries serve.
+func NodePolicy(n *config.Node) ([]byte, error) {
+	if n.ImageSigningKey == "" {
+		return []byte(Policy), nil
+	}
+	return signing.Policy(registryHost(n.Registry), n.ImageSigningKey)
+}
+
+// RegistriesDFile tells containers/image where a registry keeps its signatures. cri-o has no
+// option for it and reads $HOME/.config/containers/registries.d first (HOME is the node
+// user's), so the host's /etc/containers never decides.
+var RegistriesDFile = filepath.Join(paths.Home, ".config/containers/registries.d/u7s.yaml")
+
+func writeRegistriesD(n *config.Node) error {
+	if n.ImageSigningKey == "" {
+		if err := os.Remove(RegistriesDFile); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	b, err := signing.RegistriesD(signatureHosts(n)...)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(RegistriesDFile), 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(RegistriesDFile, b, 0o644)
+}
+
+// signatureHosts are where the node's images are pulled from, where their signatures are
+// looked up: the registry's host and the location registries.conf sends it to.
+func signatureHosts(n *config.Node) []string {
+	h := registryHost(n.Registry)
+	hosts := []string{h}
+	for _, r := range NewRegistries(n.Insecure).Registry {
+		if r.Prefix == h && r.Location != h {
+			hosts = append(hosts, r.Location)
+		}
+	}
+	return hosts
+}
+
+// registryHost is the host[:port] of a U7S_REGISTRY value such as registry.local/k8s-p10.
+func registryHost(reg string) string {
+	h, _, _ := strings.Cut(reg, "/")
+	return h
 }
 
 // Command returns cri-o's command with its environment. rootless mode (_CRIO_ROOTLESS) knows

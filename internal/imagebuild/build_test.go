@@ -364,7 +364,7 @@ func TestRunOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Run(context.Background(), tt.o, io.Discard)
+			_, err := Run(context.Background(), tt.o, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("got %v, want %q", err, tt.wantErr)
 			}

@@ -18,53 +18,53 @@ import (
 // Load pushes every image of an image archive (a tar of an OCI layout, as make images-archive
 // writes it) to registry: an image named <anything>/<repository>:<tag> in the archive becomes
 // <registry>/<repository>:<tag>, or <host of registry>/<repository>:<tag> for a test image
-// (e2e-test-images/..., library/...), as `u7s images build` names them.
-func Load(ctx context.Context, archive, registry string, out io.Writer) (int, error) {
+// (e2e-test-images/..., library/...), as `u7s images build` names them. It returns the
+// references it pushed, in order.
+func Load(ctx context.Context, archive, registry string, out io.Writer) (pushed []string, err error) {
 	dir, err := os.MkdirTemp("", "u7s-images-load-")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	if err := untar(archive, dir); err != nil {
-		return 0, fmt.Errorf("reading the image archive %s: %w", archive, err)
+		return nil, fmt.Errorf("reading the image archive %s: %w", archive, err)
 	}
 	p, err := layout.FromPath(dir)
 	if err != nil {
-		return 0, fmt.Errorf("%s is not an image archive (a tar of an OCI layout, from make images-archive): %w", archive, err)
+		return nil, fmt.Errorf("%s is not an image archive (a tar of an OCI layout, from make images-archive): %w", archive, err)
 	}
 	idx, err := p.ImageIndex()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	m, err := idx.IndexManifest()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(m.Manifests) == 0 {
-		return 0, fmt.Errorf("the image archive %s holds no images", archive)
+		return nil, fmt.Errorf("the image archive %s holds no images", archive)
 	}
-	n := 0
 	for _, d := range m.Manifests {
 		name := d.Annotations[ocispec.AnnotationRefName]
 		if name == "" {
-			return n, fmt.Errorf("image %s in %s has no name (%s)", d.Digest, archive, ocispec.AnnotationRefName)
+			return pushed, fmt.Errorf("image %s in %s has no name (%s)", d.Digest, archive, ocispec.AnnotationRefName)
 		}
 		img, err := idx.Image(d.Digest)
 		if err != nil {
-			return n, err
+			return pushed, err
 		}
 		ref, err := retarget(name, registry)
 		if err != nil {
-			return n, err
+			return pushed, err
 		}
 		start := time.Now()
 		if err := Push(ctx, ref, img); err != nil {
-			return n, err
+			return pushed, err
 		}
 		fmt.Fprintf(out, "%-70s pushed %6.1fs\n", ref, time.Since(start).Seconds())
-		n++
+		pushed = append(pushed, ref)
 	}
-	return n, nil
+	return pushed, nil
 }
 
 // retarget renames an image of the archive into registry (see Load).

@@ -88,46 +88,49 @@ type Options struct {
 }
 
 // Run builds the selected images and pushes them and/or writes them to an OCI layout,
-// printing one line per image to out.
-func Run(ctx context.Context, o Options, out io.Writer) error {
+// printing one line per image to out. It returns the references it pushed, in order.
+func Run(ctx context.Context, o Options, out io.Writer) (pushed []string, err error) {
 	if !o.Push && o.OCIDir == "" {
-		return errors.New("nothing to do: give --push to push the images to --registry, or --oci-dir DIR to write an OCI layout, or both")
+		return nil, errors.New("nothing to do: give --push to push the images to --registry, or --oci-dir DIR to write an OCI layout, or both")
 	}
 	if o.Registry == "" {
-		return errors.New("no registry: give --registry, e.g. --registry registry.local/k8s-p10")
+		return nil, errors.New("no registry: give --registry, e.g. --registry registry.local/k8s-p10")
 	}
 	o.Registry = strings.TrimSuffix(o.Registry, "/")
 	if _, err := name.NewRepository(o.Registry+"/pause", name.StrictValidation); err != nil {
-		return fmt.Errorf("--registry %q is not a valid registry prefix: %w", o.Registry, err)
+		return nil, fmt.Errorf("--registry %q is not a valid registry prefix: %w", o.Registry, err)
 	}
 	specs, err := images.Select(o.Only, o.TestImages)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st, err := os.Stat(o.BinDir); err != nil || !st.IsDir() {
-		return fmt.Errorf("--bin-dir %s is not a directory: build the components with `make components` (they land in _output/bin) or point --bin-dir at them", o.BinDir)
+		return nil, fmt.Errorf("--bin-dir %s is not a directory: build the components with `make components` (they land in _output/bin) or point --bin-dir at them", o.BinDir)
 	}
 	b := &Builder{BinDir: o.BinDir}
 	if err := b.Check(specs); err != nil {
-		return err
+		return nil, err
 	}
 	if o.OCIDir != "" {
 		if o.OCIDir, err = filepath.Abs(o.OCIDir); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	for _, s := range specs {
 		if err := ctx.Err(); err != nil {
-			return err
+			return pushed, err
 		}
 		start := time.Now()
 		ref := s.Reference(o.Registry)
 		if err := buildOne(ctx, b, s, ref, o, out, start); err != nil {
-			return err
+			return pushed, err
+		}
+		if o.Push {
+			pushed = append(pushed, ref)
 		}
 	}
-	return nil
+	return pushed, nil
 }
 
 func buildOne(ctx context.Context, b *Builder, s images.Spec, ref string, o Options, out io.Writer, start time.Time) error {

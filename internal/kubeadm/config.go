@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/controlplane"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/kubelet"
 	"github.com/u7s/u7s/internal/paths"
@@ -110,6 +111,9 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 		}},
 		CertificatesDir: paths.KubernetesDir + "/pki",
 	}
+	controlplane.APIServer(&clusterCfg.APIServer)
+	controlplane.ControllerManager(&clusterCfg.ControllerManager)
+	controlplane.Scheduler(&clusterCfg.Scheduler)
 	return marshalDocuments(initCfg, clusterCfg, kubelet.Config(), kubeProxyConfig(n))
 }
 

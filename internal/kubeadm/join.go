@@ -2,6 +2,8 @@ package kubeadm
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,13 +12,16 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
 	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 	"k8s.io/kubernetes/cmd/kubeadm/app/discovery/token"
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/copycerts"
 	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
+	cryptoutil "k8s.io/kubernetes/cmd/kubeadm/app/util/crypto"
 	etcdutil "k8s.io/kubernetes/cmd/kubeadm/app/util/etcd"
 	kubeconfigutil "k8s.io/kubernetes/cmd/kubeadm/app/util/kubeconfig"
 	"sigs.k8s.io/yaml"
@@ -227,4 +232,53 @@ func EtcdMembers() ([]string, error) {
 		out = append(out, m.Name+" "+m.PeerURL)
 	}
 	return out, nil
+}
+
+// encryptionEntry is the key of the Secrets EncryptionConfiguration in kubeadm's kubeadm-certs
+// Secret: sealed with the certificate key as the certificates there are, readable by the same
+// joining control planes, and gone when kubeadm's Secret expires.
+const encryptionEntry = "u7s-encryption.yaml"
+
+// UploadEncryption adds this control plane's Secrets EncryptionConfiguration, encrypted with
+// the certificate key, to the kubeadm-certs Secret that upload-certs made with that key.
+func UploadEncryption(ctx context.Context, cs kubernetes.Interface, key string, cfg []byte) error {
+	raw, err := hex.DecodeString(key)
+	if err != nil {
+		return fmt.Errorf("certificate key: %w", err)
+	}
+	sealed, err := cryptoutil.EncryptBytes(cfg, raw)
+	if err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"data": map[string][]byte{encryptionEntry: sealed}})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Patch(ctx, kubeadmconstants.KubeadmCertsSecret,
+		types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("adding the Secrets encryption key to %s: %w", kubeadmconstants.KubeadmCertsSecret, err)
+	}
+	return nil
+}
+
+// DownloadEncryption returns the cluster's Secrets EncryptionConfiguration from kubeadm-certs.
+func DownloadEncryption(ctx context.Context, cs kubernetes.Interface, key string) ([]byte, error) {
+	raw, err := hex.DecodeString(key)
+	if err != nil {
+		return nil, fmt.Errorf("--certificate-key: %w", err)
+	}
+	s, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, kubeadmconstants.KubeadmCertsSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the uploaded certificates: %w", err)
+	}
+	sealed, ok := s.Data[encryptionEntry]
+	if !ok {
+		return nil, errors.New("the uploaded certificates hold no Secrets encryption key (uploaded by kubeadm itself, or by an older u7s): " +
+			"run u7s init phase upload-certs --upload-certs on a control plane and use the key it prints last")
+	}
+	cfg, err := cryptoutil.DecryptBytes(sealed, raw)
+	if err != nil {
+		return nil, fmt.Errorf("--certificate-key does not decrypt the Secrets encryption key: %w", err)
+	}
+	return cfg, nil
 }

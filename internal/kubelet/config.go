@@ -50,6 +50,11 @@ func Config() *kubeletv1beta1.KubeletConfiguration {
 		SerializeImagePulls:      ptr.To(false),
 		ProtectKernelDefaults:    false,
 		RotateCertificates:       true,
+		// The serving certificate is the cluster CA's (the API server checks it:
+		// --kubelet-certificate-authority); u7s's approver signs off only a node's own names.
+		ServerTLSBootstrap: true,
+		// Every container gets the runtime's default seccomp profile unless its pod says otherwise.
+		SeccompDefault: ptr.To(true),
 	}
 }
 

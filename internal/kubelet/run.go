@@ -52,6 +52,10 @@ func (r *Runner) filesReady() ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
+	// kubeadm writes it 0644 at init, join and upgrade; the benchmark wants 0600 (CIS 4.1.9).
+	if err := os.Chmod(ConfigFile, 0o600); err != nil {
+		r.Logf("kubelet: restricting %s to 0600: %v", ConfigFile, err)
+	}
 	_, errK := os.Stat(kubeconfig)
 	_, errB := os.Stat(bootstrapKubeconfig)
 	if errK != nil && errB != nil {

@@ -37,8 +37,17 @@ func Mounts() error {
 	}
 	for _, b := range paths.NamespaceBinds {
 		src := filepath.Join(paths.State, b.State)
-		if err := os.MkdirAll(src, 0o755); err != nil {
+		mode := os.FileMode(0o755)
+		if b.Private {
+			mode = 0o700
+		}
+		if err := os.MkdirAll(src, mode); err != nil {
 			return err
+		}
+		if b.Private { // kept at every start
+			if err := os.Chmod(src, mode); err != nil {
+				return err
+			}
 		}
 		if err := bind(src, b.Target); err != nil {
 			return err

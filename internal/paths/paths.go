@@ -47,6 +47,11 @@ var (
 	CRIOSocket = filepath.Join(RunDir, "crio", "crio.sock")
 	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
 	LogDir = "/var/log/u7s"
+	// AuditLogDir holds the API server's audit log, on the host's disk.
+	AuditLogDir = LogDir + "/audit"
+	// ControlPlaneDir holds the API server's policy files (audit, admission, anonymous
+	// access, Secrets encryption), the same on every control plane.
+	ControlPlaneDir = KubernetesDir + "/u7s"
 )
 
 const (
@@ -55,6 +60,8 @@ const (
 	HostStateFile = "/etc/u7s/host-state.json"
 	// SysctlConf holds the sysctls u7s init set, so that they survive a reboot.
 	SysctlConf = "/etc/sysctl.d/90-u7s.conf"
+	// ImageSigningKey is the site's public image-signing key, given to init or join.
+	ImageSigningKey = "/etc/u7s/image-signing.pub"
 	// CgroupDelegationFile describes the cgroup v1 subtrees root delegated to User; the
 	// supervisor joins them and the namespace mounts them.
 	CgroupDelegationFile = "/etc/u7s/cgroup-delegation.json"
@@ -64,18 +71,30 @@ const (
 // node's own credentials for the host-side u7s (NodePort forwarding, its own Node object).
 const KubeletKubeconfig = KubernetesDir + "/kubelet.conf"
 
+const (
+	// KubeBench is kube-bench, the CIS Kubernetes benchmark runner of `u7s check cis`.
+	KubeBench = LibexecBin + "/kube-bench"
+	// KubeBenchCfg is kube-bench's upstream cfg/ directory (config.yaml and one directory per
+	// benchmark); u7s check cis derives the u7s profile from it at run time.
+	KubeBenchCfg = "/usr/share/u7s/kube-bench/cfg"
+)
+
 // NamespaceBinds are the node's persistent directories: kept under State on the host (State
 // is the key's directory), seen at their usual paths inside the namespace.
-var NamespaceBinds = []struct{ State, Target string }{
-	{"kubelet", "/var/lib/kubelet"},
-	{"etcd", "/var/lib/etcd"},
-	{"cni/lib", "/var/lib/cni"},
+var NamespaceBinds = []struct {
+	State, Target string
+	// Private directories are 0700 (CIS 1.1.11: etcd's data), the others 0755.
+	Private bool
+}{
+	{"kubelet", "/var/lib/kubelet", false},
+	{"etcd", "/var/lib/etcd", true},
+	{"cni/lib", "/var/lib/cni", false},
 	// containers/image's defaults for root (the namespace's root), e.g. its sigstore: the
 	// host's /var/lib/containers is root's, not the node's.
-	{"containers", "/var/lib/containers"},
-	{"cni/net.d", "/etc/cni/net.d"},
-	{"log/pods", "/var/log/pods"},
-	{"log/containers", "/var/log/containers"},
+	{"containers", "/var/lib/containers", false},
+	{"cni/net.d", "/etc/cni/net.d", false},
+	{"log/pods", "/var/log/pods", false},
+	{"log/containers", "/var/log/containers", false},
 }
 
 // OnHost maps a path as the namespace sees it to where it is on the host (paths outside

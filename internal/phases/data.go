@@ -36,6 +36,8 @@ type Options struct {
 	NoNodePortForwarding bool
 	ScheduleWorkloads    bool
 	Registry             registry.Source
+	// ImageSigningKey: run only images signed with this public key (u7s images keygen).
+	ImageSigningKey string
 
 	// init.
 	PodCIDR              string
@@ -73,7 +75,10 @@ type Data struct {
 	join     kubeadm.JoinOptions
 	token    string // init: the bootstrap token it creates
 	certKey  string // the certificate key of uploaded certificates
-	cgroup   cgroups.Mode
+	// encryption is the cluster's Secrets EncryptionConfiguration: made by init, received from
+	// the cluster by a control plane that joins.
+	encryption []byte
+	cgroup     cgroups.Mode
 	// Changed is set once a phase changed the host: a failure after it is undone.
 	Changed bool
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/controlplane"
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/node"
@@ -144,6 +146,16 @@ func (d *Data) writeConfig() error {
 	if err := host.RecordCreated(config.Path, kubeadmConfigFile(d.Flow), kubeadm.PatchesDir); err != nil {
 		return err
 	}
+	if d.O.ImageSigningKey != "" {
+		if err := d.installSigningKey(n); err != nil {
+			return err
+		}
+	}
+	if n.Role == config.ControlPlane {
+		if err := d.writeControlPlaneFiles(); err != nil {
+			return err
+		}
+	}
 	if err := n.Save(); err != nil {
 		return err
 	}
@@ -153,6 +165,43 @@ func (d *Data) writeConfig() error {
 	// The file holds the bootstrap token: root's only (kubeadm reads it inside the namespace
 	// as the namespace's root, which is u7s-admin: it gets it on its standard input instead).
 	return writeSecretFile(kubeadmConfigFile(d.Flow), docs)
+}
+
+// installSigningKey copies the site's public key where the node's containers policy names
+// it: from now on the node runs only images signed with it.
+func (d *Data) installSigningKey(n *config.Node) error {
+	b, err := os.ReadFile(d.O.ImageSigningKey)
+	if err != nil {
+		return err
+	}
+	if err := host.RecordCreated(paths.ImageSigningKey); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(paths.ImageSigningKey, b, 0o644); err != nil {
+		return err
+	}
+	n.ImageSigningKey = paths.ImageSigningKey
+	d.detail("images must be signed with %s (copied to %s)", d.O.ImageSigningKey, paths.ImageSigningKey)
+	return nil
+}
+
+// writeControlPlaneFiles writes the API server's policy files and the Secrets encryption key:
+// a new key on init, the cluster's on a control plane that joins.
+func (d *Data) writeControlPlaneFiles() error {
+	o, err := d.Owner()
+	if err != nil {
+		return err
+	}
+	if d.encryption == nil {
+		if d.encryption, err = controlplane.NewEncryption(); err != nil {
+			return err
+		}
+	}
+	if err := host.RecordCreated(paths.ControlPlaneDir); err != nil {
+		return err
+	}
+	d.step("writing the API server's audit policy, Pod Security defaults, anonymous-access rule and Secrets encryption key (%s)", paths.ControlPlaneDir)
+	return controlplane.WriteFiles(d.encryption, o.UID, o.GID)
 }
 
 // kubeadmConfigFile is where the flow's kubeadm configuration is kept.

@@ -12,8 +12,10 @@ import (
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/controlplane"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
@@ -126,10 +128,13 @@ func uploadCertsPhase() workflow.Phase {
 			if err != nil {
 				return err
 			}
-			if d.certKey != "" {
-				return nil // kubeadm init uploaded them with this key
+			// kubeadm init uploaded them already when it was given the key.
+			if d.certKey == "" {
+				if err := d.uploadCerts(); err != nil {
+					return err
+				}
 			}
-			return d.uploadCerts()
+			return d.uploadEncryption()
 		},
 	}
 }
@@ -152,6 +157,20 @@ func (d *Data) uploadCerts() error {
 	}
 	d.certKey = key // kubeadm's last line is the key
 	return nil
+}
+
+// uploadEncryption adds the Secrets encryption key to the uploaded certificates, sealed with
+// the same certificate key: control planes that join get both or neither.
+func (d *Data) uploadEncryption() error {
+	cfg, err := os.ReadFile(controlplane.EncryptionFile)
+	if err != nil {
+		return fmt.Errorf("reading the Secrets encryption key: %w", err)
+	}
+	cs, err := kube.Admin()
+	if err != nil {
+		return err
+	}
+	return kubeadm.UploadEncryption(d.Ctx, cs, d.certKey, cfg)
 }
 
 // writeSecretFile writes a file only the node's user (and root) may read.

@@ -12,9 +12,11 @@ import (
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/controlplane"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/signing"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -46,6 +48,17 @@ func (d *Data) preflight() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("the registry lacks %d image(s) the node needs; nothing was changed on this host:\n  %s\npush them (u7s images build --push) or choose another registry with U7S_REGISTRY",
 			len(missing), strings.Join(missing, "\n  "))
+	}
+	if d.O.ImageSigningKey != "" {
+		d.step("checking that every image is signed with %s", d.O.ImageSigningKey)
+		refused, err := signing.Verify(d.Ctx, images, d.O.ImageSigningKey)
+		if err != nil {
+			return fmt.Errorf("checking the images' signatures: %w", err)
+		}
+		if len(refused) > 0 {
+			return fmt.Errorf("the node would refuse %d image(s) it needs; nothing was changed on this host:\n  %s\nsign them with that key's private half (u7s images sign --sign-key FILE REF..., or build and push with --sign-key) or give the key they are signed with",
+				len(refused), strings.Join(refused, "\n  "))
+		}
 	}
 	if d.Flow == FlowJoin {
 		if err := d.discover(); err != nil {
@@ -85,6 +98,11 @@ func (d *Data) checkFlags() error {
 	if o.NodeName != "" {
 		if strings.Trim(o.NodeName, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" || len(o.NodeName) > 63 {
 			ps = append(ps, fmt.Sprintf("--node-name %q: want a lower-case DNS name (letters, digits, '-', '.')", o.NodeName))
+		}
+	}
+	if o.ImageSigningKey != "" {
+		if err := signing.CheckPublicKey(o.ImageSigningKey); err != nil {
+			ps = append(ps, fmt.Sprintf("--image-signing-key: %v", err))
 		}
 	}
 	switch o.CgroupMode {
@@ -191,6 +209,12 @@ func (d *Data) discover() error {
 		d.step("checking the certificate key")
 		if err := kubeadm.CheckCertificateKey(d.Ctx, cs, d.O.CertificateKey); err != nil {
 			return err
+		}
+		if d.encryption, err = kubeadm.DownloadEncryption(d.Ctx, cs, d.O.CertificateKey); err != nil {
+			return err
+		}
+		if err := controlplane.CheckEncryption(d.encryption); err != nil {
+			return fmt.Errorf("the cluster's Secrets encryption key: %w", err)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/csrapprover"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/namespace"
@@ -78,7 +79,13 @@ func Run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		if notifyWhenReady() && n.NodePortForwarding {
+		if !notifyWhenReady() {
+			return
+		}
+		if n.Role == config.ControlPlane {
+			go approveServingCerts(ctx)
+		}
+		if n.NodePortForwarding {
 			forwardNodePorts(ctx)
 		}
 	}()
@@ -110,40 +117,42 @@ func status(s string) { _, _ = sddaemon.SdNotify(false, "STATUS="+s) }
 // childIP is slirp4netns's address of the namespace (tap0).
 const childIP = "10.0.2.100"
 
-// forwardNodePorts runs the NodePort controller, with the node's own credentials (every role
-// has them), once the cluster's API answers (on a first init or join, kubeadm has not written
-// them yet when the namespace comes up).
-func forwardNodePorts(ctx context.Context) {
-	var cs kubernetes.Interface
+// apiClient waits until the cluster's API answers with the credentials of connect (on a
+// first init or join, kubeadm has not written them yet when the namespace comes up); nil when
+// ctx ends first.
+func apiClient(ctx context.Context, what string, connect func() (kubernetes.Interface, error)) kubernetes.Interface {
 	var last string
-	for cs == nil {
-		err := func() error {
-			cfg, err := kube.NodeConfig()
-			if err != nil {
-				return err
+	for {
+		cs, err := connect()
+		if err == nil {
+			if _, err = cs.Discovery().ServerVersion(); err == nil {
+				return cs
 			}
-			c, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			if _, err := c.Discovery().ServerVersion(); err != nil {
-				return err
-			}
-			cs = c
-			return nil
-		}()
-		if err != nil && err.Error() != last {
-			log.Printf("NodePort forwarding waits for the node's credentials and the API: %v", err)
-			last = err.Error()
 		}
-		if cs != nil {
-			break
+		if err.Error() != last {
+			log.Printf("%s waits for its credentials and the API: %v", what, err)
+			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// forwardNodePorts runs the NodePort controller with the node's own credentials (every role
+// has them).
+func forwardNodePorts(ctx context.Context) {
+	cs := apiClient(ctx, "NodePort forwarding", func() (kubernetes.Interface, error) {
+		cfg, err := kube.NodeConfig()
+		if err != nil {
+			return nil, err
+		}
+		return kubernetes.NewForConfig(cfg)
+	})
+	if cs == nil {
+		return
 	}
 	m, err := ports.Manager()
 	if err != nil {
@@ -151,4 +160,12 @@ func forwardNodePorts(ctx context.Context) {
 		return
 	}
 	(&ports.Controller{Ports: m, Client: cs, ChildIP: childIP}).Run(ctx)
+}
+
+// approveServingCerts runs the kubelet-serving CSR approver on a control plane, with
+// admin.conf (every control plane runs one; approving twice is harmless).
+func approveServingCerts(ctx context.Context) {
+	if cs := apiClient(ctx, "the kubelet-serving certificate approver", kube.Admin); cs != nil {
+		csrapprover.New(cs, log.Printf).Run(ctx)
+	}
 }
