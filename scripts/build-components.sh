@@ -4,6 +4,7 @@
 #
 #   scripts/build-components.sh [component...]      (default: all; see COMPONENTS below)
 #
+# kube-bench also leaves its upstream cfg/ (the benchmarks' YAML) in _output/share/kube-bench/cfg.
 # Kubernetes binaries (and agnhost) build from u7s's own module: go.mod pins them with `tool`
 # directives. Other projects build in a writable copy of their module under _output/src with their
 # own go.mod/go.sum. A component is skipped when its stamp (_output/stamps) records the same inputs:
@@ -19,6 +20,7 @@ cd "$ROOT"
 OUT=$ROOT/_output
 BIN=$OUT/bin
 SRC=$OUT/src
+SHARE=$OUT/share
 STAMPS=$OUT/stamps
 LOGS=$OUT/logs
 GO=${GO:-go}
@@ -27,7 +29,7 @@ GOVERSION=$($GO env GOVERSION)
 export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
-	crio pinns runc cni-plugins etcd coredns flanneld pause)
+	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench)
 CNI_PLUGINS=(bridge host-local loopback portmap)
 
 log() { printf '[components] %s\n' "$*" >&2; }
@@ -208,6 +210,23 @@ build_pause() {
 	put pause "$BIN/.pause.tmp"
 }
 
+# kube-bench (u7s check cis) as upstream's makefile builds it; it reads its cfg/ at run time, so the
+# module's cfg/ goes beside it, replaced in one rename.
+build_kube_bench() {
+	module_src kube-bench github.com/aquasecurity/kube-bench "$KUBE_BENCH_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=0 mod_go build -trimpath \
+		-ldflags "-s -w -X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=$KUBE_BENCH_VERSION" \
+		-o "$BIN/.kube-bench.tmp" .
+	mkdir -p "$SHARE/kube-bench"
+	rm -rf "$SHARE/kube-bench/.cfg.tmp" "$SHARE/kube-bench/.cfg.old"
+	cp -R cfg "$SHARE/kube-bench/.cfg.tmp"
+	[[ ! -e $SHARE/kube-bench/cfg ]] || mv "$SHARE/kube-bench/cfg" "$SHARE/kube-bench/.cfg.old"
+	mv "$SHARE/kube-bench/.cfg.tmp" "$SHARE/kube-bench/cfg"
+	rm -rf "$SHARE/kube-bench/.cfg.old"
+	put kube-bench "$BIN/.kube-bench.tmp"
+}
+
 # --- driver ---------------------------------------------------------------------------------------
 
 # inputs NAME: what a component is built from; a change rebuilds it.
@@ -216,6 +235,7 @@ inputs() {
 	echo "$GOVERSION"
 	declare -f "$fn" module_src mod_go put
 	case $1 in
+	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
 	kube* | agnhost) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
 	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
 	pinns) echo "$CRIO_VERSION" ;;
@@ -236,8 +256,16 @@ outputs() {
 	esac
 }
 
+# data_outputs NAME: what else a component leaves under _output (relative to it), besides binaries.
+data_outputs() {
+	case $1 in
+	kube-bench) echo share/kube-bench/cfg/config.yaml ;;
+	esac
+}
+
 version_of() {
 	case $1 in
+	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
 	kube*) echo "$KUBERNETES_VERSION" ;;
 	agnhost) echo "$AGNHOST_IMAGE_TAG" ;;
 	crio | pinns) echo "$CRIO_VERSION" ;;
@@ -260,6 +288,7 @@ build() {
 	local name=$1 fn=build_${1//-/_} key stamp=$STAMPS/$1 f fresh=1 start rc
 	key=$(inputs "$name" | sha256sum | cut -d' ' -f1)
 	for f in $(outputs "$name"); do [[ -x $BIN/$f ]] || fresh=0; done
+	for f in $(data_outputs "$name"); do [[ -e $OUT/$f ]] || fresh=0; done
 	if ((fresh)) && [[ $(cat "$stamp" 2>/dev/null) == "$key" ]]; then
 		printf '[components] %-24s %-9s up to date          %10s\n' "$name" "$(version_of "$name")" "$(size_of "$name")"
 		return

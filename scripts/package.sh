@@ -30,6 +30,7 @@ debian_extras() {
 # Go programs are linked statically, as upstream releases them (rpm/README.md).
 u7s: statically-linked-binary [usr/bin/kubectl]
 u7s: statically-linked-binary [usr/libexec/u7s/bin/kubelet]
+u7s: statically-linked-binary [usr/libexec/u7s/bin/kube-bench]
 u7s: statically-linked-binary [usr/libexec/u7s/bin/pinns]
 u7s: statically-linked-binary [usr/libexec/u7s/cni/*]
 OVERRIDES

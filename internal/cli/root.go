@@ -10,6 +10,8 @@ import (
 
 var commands []func() *cobra.Command
 
+func init() { register(newCheckCommand) }
+
 // register adds a top-level command; called from init() of each command's file.
 func register(f func() *cobra.Command) { commands = append(commands, f) }
 

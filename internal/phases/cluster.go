@@ -110,7 +110,7 @@ func summaryPhase() workflow.Phase {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(d.Out, "\n%s", joinCommands(n.Endpoint, d.token, hash, d.certKey))
+		fmt.Fprintf(d.Out, "\n%s", joinCommands(n.Endpoint, d.token, hash, d.certKey, n.ImageSigningKey != ""))
 		return nil
 	})
 }

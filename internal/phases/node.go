@@ -186,12 +186,19 @@ func writeSecretFile(path string, data []byte) error {
 }
 
 // joinCommands are the printed commands that add nodes to this cluster.
-func joinCommands(endpoint, token, caHash, certKey string) string {
+func joinCommands(endpoint, token, caHash, certKey string, signed bool) string {
 	var b strings.Builder
 	w := fmt.Sprintf("u7s join %s --token %s --discovery-token-ca-cert-hash %s", endpoint, token, caHash)
+	if signed {
+		// The same key on every node: copy this host's to the new host first.
+		w += " --image-signing-key " + paths.ImageSigningKey
+	}
 	fmt.Fprintf(&b, "Workers join with (as root, on each new host):\n\n  %s\n", w)
 	if certKey != "" {
 		fmt.Fprintf(&b, "\nControl planes join with (the certificates expire in 2 hours; then run u7s init phase upload-certs --upload-certs):\n\n  %s --control-plane --certificate-key %s\n", w, certKey)
+	}
+	if signed {
+		fmt.Fprintf(&b, "\nThis cluster runs only signed images: copy %s to the same path on each new host first.\n", paths.ImageSigningKey)
 	}
 	fmt.Fprintf(&b, "\nThe token expires in 24 hours; make a new join command with: u7s token create --print-join-command\n")
 	return b.String()

@@ -22,6 +22,7 @@ type Pins struct {
 	CNIPlugins    string
 	Runc          string
 	Rootlesskit   string
+	KubeBench     string
 	AgnhostTag    string
 	BusyboxTag    string
 }
@@ -55,6 +56,7 @@ func mustParse(env string) Pins {
 		CNIPlugins:    get("CNI_PLUGINS_VERSION"),
 		Runc:          get("RUNC_VERSION"),
 		Rootlesskit:   get("ROOTLESSKIT_VERSION"),
+		KubeBench:     get("KUBE_BENCH_VERSION"),
 		AgnhostTag:    get("AGNHOST_IMAGE_TAG"),
 		BusyboxTag:    get("BUSYBOX_IMAGE_TAG"),
 	}
@@ -80,6 +82,6 @@ func Parse(env string) (map[string]string, error) {
 // Report is what `u7s version` prints: u7s and the stack it runs.
 func Report() string {
 	p := Pinned
-	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\n",
-		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit)
+	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\nkube-bench %s (u7s check cis)\n",
+		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit, p.KubeBench)
 }

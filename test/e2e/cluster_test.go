@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,6 +21,10 @@ const balancerPort = 8443
 
 // haproxyConfig is the specification's balancer in front of the API servers (podsec-k8s:
 // frontend on 8443, httpchk GET /healthz, ssl-hello-chk, roundrobin).
+// hostSigningKey is where each host gets the site's public image-signing key: where init
+// keeps it, and what the join commands it prints name.
+const hostSigningKey = "/etc/u7s/image-signing.pub"
+
 func haproxyConfig(bind string, backends map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
@@ -176,17 +181,31 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// Every host runs only the images `make images` signed: each gets the site's public key.
+	pub, err := os.ReadFile(signingKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range clusterHosts {
+		if out, err := hostsCmd(t, string(pub), "exec", h, "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
+			t.Fatalf("copying the signing key to %s: %v\n%s", h, err, out)
+		}
+	}
+
 	var initOut string
 	t.Run("init behind haproxy, two control planes and a worker join", func(t *testing.T) {
 		start := time.Now()
 		var err error
-		initOut, err = onHost(t, "h1", fmt.Sprintf("u7s init --control-plane-endpoint %s --upload-certs", endpoint))
+		initOut, err = onHost(t, "h1", fmt.Sprintf("u7s init --control-plane-endpoint %s --upload-certs --image-signing-key %s", endpoint, hostSigningKey))
 		t.Logf("u7s init on h1 (%.0fs):\n%s", time.Since(start).Seconds(), tail(initOut, 25))
 		if err != nil {
 			logs, _ := onHost(t, "h1", "journalctl -u u7s --no-pager | tail -30; tail -30 /var/log/u7s/kubelet.log")
 			t.Fatalf("init: %v\n%s", err, logs)
 		}
 		cp, worker := joinLine(t, initOut, true), joinLine(t, initOut, false)
+		if !strings.Contains(cp, "--image-signing-key "+hostSigningKey) || !strings.Contains(worker, "--image-signing-key "+hostSigningKey) {
+			t.Errorf("the printed join commands do not pass on the signing key:\n%s\n%s", cp, worker)
+		}
 		for _, h := range []string{"h2", "h3"} {
 			start := time.Now()
 			out, err := onHost(t, h, cp)
@@ -232,6 +251,29 @@ func TestCluster(t *testing.T) {
 		if out, _ := onHost(t, "h4", "ls /etc/kubernetes/admin.conf 2>&1"); !strings.Contains(out, "No such file") {
 			t.Errorf("the worker has an admin.conf")
 		}
+	})
+
+	t.Run("the three control planes serve the same encrypted Secrets", func(t *testing.T) {
+		sums := map[string]bool{}
+		for _, h := range clusterHosts[:3] {
+			sums[mustOnHost(t, h, "sha256sum < /etc/kubernetes/u7s/encryption.yaml")] = true
+		}
+		if len(sums) != 1 {
+			t.Errorf("the control planes have %d different Secrets encryption keys, want one", len(sums))
+		}
+		value := fmt.Sprintf("u7s-cluster-secret-%d", time.Now().UnixNano())
+		mustKc(t, "h1", "create", "secret", "generic", "shared", "--from-literal=v="+value)
+		for _, h := range clusterHosts[:3] {
+			// Each control plane's own API server, not the balancer.
+			got := mustKc(t, h, "--server", "https://"+ip[h]+":6443", "get", "secret", "shared", "-o", "jsonpath={.data.v}")
+			if want := base64.StdEncoding.EncodeToString([]byte(value)); got != want {
+				t.Errorf("the API server of %s serves %q, want %q", h, got, want)
+			}
+			if out, _ := onHost(t, h, "grep -rl "+value+" "+etcdDir+" || true"); strings.TrimSpace(out) != "" {
+				t.Errorf("the Secret is in plain text in %s's etcd: %s", h, out)
+			}
+		}
+		mustKc(t, "h1", "delete", "secret", "shared")
 	})
 
 	t.Run("workloads across hosts", func(t *testing.T) {
@@ -413,11 +455,15 @@ spec:
 		mustKc(t, "h1", "get", "node", "h4")
 
 		start := time.Now()
-		if out, err := onHost(t, "h3", cp); err != nil {
+		if out, err := onHost(t, "h3", cp+" --image-signing-key "+hostSigningKey); err != nil {
 			t.Fatalf("h3 joins again: %v\n%s", err, tail(out, 40))
 		}
 		t.Logf("h3 joined again in %.0fs", time.Since(start).Seconds())
 		nodesReady(t, "h1", 2*time.Minute, clusterHosts...)
+		// upload-certs run alone shares the Secrets encryption key too.
+		if a, b := mustOnHost(t, "h1", "sha256sum < /etc/kubernetes/u7s/encryption.yaml"), mustOnHost(t, "h3", "sha256sum < /etc/kubernetes/u7s/encryption.yaml"); a != b {
+			t.Errorf("h3 joined again with another Secrets encryption key")
+		}
 		members = mustOnHost(t, "h1", "u7s etcd members")
 		if !strings.Contains(members, "h3 https://"+ip["h3"]+":2380") {
 			t.Errorf("h3 is not an etcd member again:\n%s", members)

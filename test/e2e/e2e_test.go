@@ -75,7 +75,7 @@ func initNode(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
 	// A single node runs ordinary pods too: no control-plane taint (kubeadm's Taints).
-	out, err := run(t, u7s, "init", "--schedule-workloads")
+	out, err := run(t, u7s, "init", "--schedule-workloads", "--image-signing-key", signingKey(t))
 	t.Logf("u7s init:\n%s", out)
 	if err != nil {
 		for _, f := range []string{"supervisor.log", "crio.log", "kubelet.log"} {
@@ -334,6 +334,9 @@ spec:
 		})
 		kubectl(t, "delete", "deployment/web", "service/web", "pod/client", "--now")
 	})
+
+	testSecurity(t, nodeName(t), nodeIP(t))
+	testSignedImages(t)
 
 	t.Run("init twice refused", func(t *testing.T) {
 		out, err := run(t, u7s, "init")
