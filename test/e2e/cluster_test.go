@@ -276,6 +276,14 @@ func TestCluster(t *testing.T) {
 		mustKc(t, "h1", "delete", "secret", "shared")
 	})
 
+	t.Run("CIS benchmark on the worker: no check fails", func(t *testing.T) {
+		out, err := onHost(t, "h4", "u7s check cis")
+		t.Logf("u7s check cis on h4:\n%s", tail(out, 3))
+		if err != nil {
+			t.Errorf("u7s check cis on the worker: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("workloads across hosts", func(t *testing.T) {
 		applyOn(t, "h1", `apiVersion: apps/v1
 kind: Deployment
