@@ -4,10 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/phases"
 )
 
 func init() { register(newEtcdCommand) }
@@ -32,5 +38,105 @@ func newEtcdCommand() *cobra.Command {
 			return nil
 		},
 	})
+	c.AddCommand(newEtcdSnapshotCommand())
 	return c
+}
+
+func newEtcdSnapshotCommand() *cobra.Command {
+	c := &cobra.Command{Use: "snapshot", Short: "Save, list and restore snapshots of this control plane's etcd (as root)"}
+	var scheduled bool
+	var keep int
+	save := &cobra.Command{
+		Use:   "save FILE | --scheduled",
+		Short: "Save a snapshot (0600, checked); --scheduled: into " + etcdbackup.Dir + ", keeping the newest --keep",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			n, err := controlPlaneNode("u7s etcd snapshot save")
+			if err != nil {
+				return err
+			}
+			var file string
+			switch {
+			case scheduled && len(args) == 0:
+				file = filepath.Join(etcdbackup.Dir, etcdbackup.ScheduledName(time.Now()))
+			case !scheduled && len(args) == 1:
+				file = args[0]
+			default:
+				return errors.New("give FILE or --scheduled")
+			}
+			start := time.Now()
+			info, err := etcdbackup.Save(c.Context(), etcdbackup.Endpoint{Address: fmt.Sprintf("%s:2379", n.AdvertiseAddress), PKIDir: paths.KubernetesDir + "/pki"}, file)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "saved %s: revision %d, %d keys, %d bytes, %.1fs\n", info.Path, info.Revision, info.Keys, info.Size, time.Since(start).Seconds())
+			if scheduled {
+				removed, err := etcdbackup.Prune(etcdbackup.Dir, keep)
+				for _, r := range removed {
+					fmt.Fprintf(c.OutOrStdout(), "removed %s (keeping the newest %d)\n", r, keep)
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	save.Flags().BoolVar(&scheduled, "scheduled", false, "what the timer runs: a snapshot named by the time in "+etcdbackup.Dir)
+	save.Flags().IntVar(&keep, "keep", 7, "with --scheduled: how many scheduled snapshots to keep")
+	list := &cobra.Command{
+		Use:   "list [DIR]",
+		Short: "The snapshots in DIR (default " + etcdbackup.Dir + "), newest first, each checked",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("u7s etcd snapshot list must run as root")
+			}
+			dir := etcdbackup.Dir
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			infos, bad, err := etcdbackup.List(dir)
+			if err != nil {
+				return err
+			}
+			for _, i := range infos {
+				fmt.Fprintf(c.OutOrStdout(), "%s\t%s\trevision %d\t%d keys\t%d bytes\n", i.Path, i.Time.UTC().Format(time.RFC3339), i.Revision, i.Keys, i.Size)
+			}
+			for _, e := range bad {
+				fmt.Fprintf(c.ErrOrStderr(), "u7s: warning: %v\n", e)
+			}
+			return nil
+		},
+	}
+	var ro phases.RestoreOptions
+	restore := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Stop the node and put etcd back to the snapshot, as a new cluster of this member alone",
+		Long: `Checks FILE first (a corrupt or foreign file changes nothing), asks unless --yes, stops the
+node, restores into a new data directory with a new cluster identity (etcd's own restore,
+the revision bumped so that every watcher relists), keeps the old directory beside it and
+starts the node. Other control planes then run u7s reset and u7s join --control-plane.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ro.File = args[0]
+			return phases.RestoreEtcd(c.Context(), ro, c.InOrStdin(), c.OutOrStdout())
+		},
+	}
+	restore.Flags().BoolVar(&ro.Yes, "yes", false, "do not ask")
+	c.AddCommand(save, list, restore)
+	return c
+}
+
+// controlPlaneNode is this host's node when it is a control plane and the caller is root.
+func controlPlaneNode(what string) (*config.Node, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%s must run as root on a control plane", what)
+	}
+	n, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	if n.Role != config.ControlPlane {
+		return nil, fmt.Errorf("this node is a %s: %s runs on a control plane", n.Role, what)
+	}
+	return n, nil
 }

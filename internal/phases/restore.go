@@ -1,0 +1,122 @@
+package phases
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/etcdbackup"
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/node"
+)
+
+// RestoreOptions are the flags of u7s etcd snapshot restore.
+type RestoreOptions struct {
+	File string
+	Yes  bool // no question asked
+}
+
+// RestoreEtcd puts a control plane's etcd back to a snapshot: it checks the file before it
+// stops anything, asks, stops the node, restores into a new data directory with a new cluster
+// identity (this member alone), keeps the old one beside it, and starts the node again. Other
+// control planes of the cluster must then leave and join again (u7s reset, u7s join
+// --control-plane): their members belong to the old cluster.
+func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
+	}
+	n, err := config.Load()
+	if err != nil {
+		return err
+	}
+	if n.Role != config.ControlPlane {
+		return fmt.Errorf("this node is a %s: restore on a control plane", n.Role)
+	}
+	step := func(f string, a ...any) { fmt.Fprintf(out, "[u7s] "+f+"\n", a...) }
+	step("checking %s", o.File)
+	info, err := etcdbackup.Check(o.File)
+	if err != nil {
+		return fmt.Errorf("%w; nothing was changed", err)
+	}
+	fmt.Fprintf(out, "    revision %d, %d keys, %d bytes, written %s\n", info.Revision, info.Keys, info.Size, info.Time.Format(time.RFC3339))
+	if !o.Yes {
+		fmt.Fprintf(out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost,\n"+
+			"and any other control plane must leave and join again. Type yes to go on: ", n.NodeName)
+		answer, _ := bufio.NewReader(in).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			return fmt.Errorf("not confirmed; nothing was changed")
+		}
+	}
+	owner, err := node.LookupOwner()
+	if err != nil {
+		return err
+	}
+	data := etcdbackup.DataDir()
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	fresh, old := data+".restore-"+stamp, data+".before-restore-"+stamp
+
+	step("stopping the node")
+	if err := node.StopNode(ctx, n.Service); err != nil {
+		return fmt.Errorf("stopping the node: %w", err)
+	}
+	restart := func() error {
+		step("starting the node")
+		if err := Prepare(n); err != nil {
+			return err
+		}
+		if _, err := node.Start(ctx, n.Service, owner); err != nil {
+			return err
+		}
+		cs, err := kube.Admin()
+		if err != nil {
+			return err
+		}
+		return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
+	}
+	step("restoring into a new data directory, a new cluster of member %s alone", n.NodeName)
+	err = etcdbackup.Restore(o.File, fresh, etcdbackup.Member{Name: n.NodeName, PeerURL: fmt.Sprintf("https://%s:2380", n.AdvertiseAddress)})
+	if err == nil {
+		err = chownTree(fresh, owner.UID, owner.GID)
+	}
+	if err == nil {
+		err = os.Chmod(fresh, 0o700)
+	}
+	if err != nil {
+		os.RemoveAll(fresh)
+		if rerr := restart(); rerr != nil {
+			return fmt.Errorf("restoring: %w; starting the node again with its old data: %v", err, rerr)
+		}
+		return fmt.Errorf("restoring: %w; the node runs on its old data", err)
+	}
+	if err := os.Rename(data, old); err != nil {
+		os.RemoveAll(fresh)
+		return fmt.Errorf("moving the old data directory aside: %w (run u7s start)", err)
+	}
+	if err := os.Rename(fresh, data); err != nil {
+		return fmt.Errorf("moving the restored data directory into place: %w (the old one is %s)", err, old)
+	}
+	fmt.Fprintf(out, "    the old data directory is kept as %s\n", old)
+	if err := restart(); err != nil {
+		return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is %s)", err, old)
+	}
+	step("restored: etcd is at revision %d of the snapshot (bumped); other control planes: u7s reset, then u7s join --control-plane", info.Revision)
+	return nil
+}
+
+// chownTree hands every file under dir to uid:gid (the restore ran as root; etcd runs as the
+// namespace's root, which is u7s-admin).
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
