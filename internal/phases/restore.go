@@ -68,17 +68,7 @@ func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Wri
 	}
 	restart := func() error {
 		step("starting the node")
-		if err := Prepare(n); err != nil {
-			return err
-		}
-		if _, err := node.Start(ctx, n.Service, owner); err != nil {
-			return err
-		}
-		cs, err := kube.Admin()
-		if err != nil {
-			return err
-		}
-		return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
+		return startAndWait(ctx, n, owner, out)
 	}
 	step("restoring into a new data directory, a new cluster of member %s alone", n.NodeName)
 	err = etcdbackup.Restore(o.File, fresh, etcdbackup.Member{Name: n.NodeName, PeerURL: fmt.Sprintf("https://%s:2380", n.AdvertiseAddress)})
@@ -119,4 +109,33 @@ func chownTree(dir string, uid, gid int) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
+}
+
+// Restart stops the node and starts it again, waiting for it to be Ready.
+func Restart(ctx context.Context, n *config.Node, out io.Writer) error {
+	owner, err := node.LookupOwner()
+	if err != nil {
+		return err
+	}
+	if err := node.StopNode(ctx, n.Service); err != nil {
+		return fmt.Errorf("stopping the node: %w", err)
+	}
+	return startAndWait(ctx, n, owner, out)
+}
+
+func startAndWait(ctx context.Context, n *config.Node, owner node.Owner, out io.Writer) error {
+	if err := Prepare(n); err != nil {
+		return err
+	}
+	if _, err := node.Start(ctx, n.Service, owner); err != nil {
+		return err
+	}
+	cs, err := kube.Node()
+	if n.Role == config.ControlPlane {
+		cs, err = kube.Admin()
+	}
+	if err != nil {
+		return err
+	}
+	return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
 }
