@@ -93,7 +93,7 @@ file() {
 	echo "install: $dest"
 }
 
-file "$ROOT/systemd/u7s.service" "$UNITDIR/u7s.service" 0644
+for u in "$ROOT"/systemd/*.service "$ROOT"/systemd/*.timer; do file "$u" "$UNITDIR/$(basename "$u")" 0644; done
 file "$gen/90-u7s.conf" "$PREFIX/lib/sysctl.d/90-u7s.conf" 0644
 file "$gen/u7s.conf" "$PREFIX/lib/modules-load.d/u7s.conf" 0644
 for m in "$gen"/man/*.1.gz; do file "$m" "$DATADIR/man/man1/$(basename "$m")" 0644; done

@@ -4,10 +4,32 @@ package systemd
 
 import _ "embed"
 
-// Unit is the name of the node's service.
-const Unit = "u7s.service"
+// Unit is one unit file of u7s.
+type Unit struct {
+	Name string
+	File []byte
+}
 
-// UnitFile is systemd/u7s.service.
-//
-//go:embed u7s.service
-var UnitFile []byte
+var (
+	//go:embed u7s.service
+	nodeFile []byte
+	//go:embed u7s-etcd-snapshot.service
+	snapshotService []byte
+	//go:embed u7s-etcd-snapshot.timer
+	snapshotTimer []byte
+)
+
+var (
+	// Node is the node's service: the supervisor, its namespace, cri-o and the kubelet.
+	Node = Unit{"u7s.service", nodeFile}
+	// SnapshotService takes a scheduled etcd snapshot on a control plane; SnapshotTimer starts it.
+	SnapshotService = Unit{"u7s-etcd-snapshot.service", snapshotService}
+	SnapshotTimer   = Unit{"u7s-etcd-snapshot.timer", snapshotTimer}
+)
+
+// All are every unit, as the packages install them.
+var All = []Unit{Node, SnapshotService, SnapshotTimer}
+
+// ControlPlane are the units a control plane enables beside Node: its scheduled snapshots
+// (the timer, with the service it starts).
+var ControlPlane = []Unit{SnapshotService, SnapshotTimer}

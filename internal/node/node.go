@@ -21,6 +21,7 @@ import (
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/service"
+	"github.com/u7s/u7s/systemd"
 )
 
 // Owner is the node's user, looked up on the host.
@@ -128,10 +129,10 @@ func Start(ctx context.Context, asService bool, o Owner) (pid int, err error) {
 		return pid, nil
 	}
 	if asService {
-		if err := service.Start(ctx); err != nil {
+		if err := service.Start(ctx, systemd.Node); err != nil {
 			return 0, err
 		}
-		pid = service.MainPID(ctx)
+		pid = service.MainPID(ctx, systemd.Node)
 	} else {
 		exe, err := os.Executable()
 		if err != nil {
@@ -150,7 +151,7 @@ func Start(ctx context.Context, asService bool, o Owner) (pid int, err error) {
 // StopNode stops the node the way it runs: the systemd unit, or the detached supervisor.
 func StopNode(ctx context.Context, asService bool) error {
 	if asService && service.Systemd() {
-		if err := service.Stop(ctx); err != nil {
+		if err := service.Stop(ctx, systemd.Node); err != nil {
 			return err
 		}
 	}

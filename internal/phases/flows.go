@@ -16,6 +16,7 @@ func Init() []workflow.Phase {
 		uploadCertsPhase(),
 		networkPhase(),
 		waitPhase(),
+		snapshotsPhase(),
 		summaryPhase(),
 	}
 }
@@ -31,6 +32,7 @@ func Join() []workflow.Phase {
 		kubeadmPhase(FlowJoin),
 		networkPhase(),
 		waitPhase(),
+		snapshotsPhase(),
 		summaryPhase(),
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/controlplane"
+	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kube"
@@ -20,6 +21,7 @@ import (
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/service"
+	"github.com/u7s/u7s/systemd"
 )
 
 // startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
@@ -44,13 +46,7 @@ func startNode(d *Data, n *config.Node) error {
 	}
 	if n.Service {
 		d.step("installing and starting the systemd unit u7s.service")
-		// Recorded before it is written (a unit that was there already is not ours to remove).
-		if _, err := os.Stat(service.PackagedUnit); err != nil {
-			if err := host.RecordCreated(service.LocalUnit); err != nil {
-				return err
-			}
-		}
-		if err := service.Install(d.Ctx); err != nil {
+		if err := installUnits(d, systemd.Node); err != nil {
 			return err
 		}
 	} else {
@@ -63,6 +59,37 @@ func startNode(d *Data, n *config.Node) error {
 	}
 	d.detail("supervisor pid %d, cri-o ready in %.1fs", pid, time.Since(start).Seconds())
 	return nil
+}
+
+// snapshotsPhase schedules etcd snapshots on a control plane where systemd runs the node.
+func snapshotsPhase() workflow.Phase {
+	return phase("snapshots", "On a control plane run by systemd: enable and start the daily etcd snapshot timer (u7s etcd snapshot list)", true, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		if n.Role != config.ControlPlane || !n.Service {
+			return nil
+		}
+		d.step("scheduling etcd snapshots (%s, into %s)", systemd.SnapshotTimer.Name, etcdbackup.Dir)
+		if err := installUnits(d, systemd.ControlPlane...); err != nil {
+			return err
+		}
+		return service.Start(d.Ctx, systemd.SnapshotTimer)
+	})
+}
+
+// installUnits installs units (the last one enabled), each recorded before it is written: a
+// unit that was there already is not ours to remove.
+func installUnits(d *Data, units ...systemd.Unit) error {
+	for _, u := range units {
+		if _, err := os.Stat(service.PackagedUnit(u)); err != nil {
+			if err := host.RecordCreated(service.LocalUnit(u)); err != nil {
+				return err
+			}
+		}
+	}
+	return service.Install(d.Ctx, units...)
 }
 
 // Prepare is what root does before every start of the node (the unit's ExecStartPre, and

@@ -24,6 +24,7 @@ import (
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/service"
+	"github.com/u7s/u7s/systemd"
 )
 
 // FlowReset names the reset flow.
@@ -76,7 +77,7 @@ func stopPhase() workflow.Phase {
 		d.step("stopping the node")
 		var errs []error
 		if service.Systemd() {
-			if err := service.Uninstall(d.Ctx); err != nil {
+			if err := service.Uninstall(d.Ctx, append(systemd.ControlPlane, systemd.Node)...); err != nil {
 				errs = append(errs, err)
 			}
 		}
