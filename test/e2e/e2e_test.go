@@ -337,6 +337,8 @@ spec:
 
 	testSecurity(t, nodeName(t), nodeIP(t))
 	testSignedImages(t)
+	testSnapshots(t)
+	testCertRenewal(t, nodeIP(t))
 
 	t.Run("init twice refused", func(t *testing.T) {
 		out, err := run(t, u7s, "init")
