@@ -82,7 +82,8 @@ spec:
 			if ip == "" {
 				return fmt.Errorf("no pod IP")
 			}
-			_, err = run(t, u7s, "enter", "--", "sh", "-c", httpGet(ip, 8080))
+			// From inside the node, where pod IPs route.
+			_, err = run(t, u7s, "enter", "--", "curl", "-fsS", "--max-time", "5", "http://"+ip+":8080/hostname")
 			return err
 		})
 		kubectl(t, "delete", "deployment/keep", "configmap/before-snapshot")
