@@ -276,6 +276,24 @@ func TestCluster(t *testing.T) {
 		mustKc(t, "h1", "delete", "secret", "shared")
 	})
 
+	t.Run("scheduled etcd snapshots on the control planes", func(t *testing.T) {
+		for _, h := range clusterHosts[:3] {
+			if out, _ := onHost(t, h, "systemctl is-enabled u7s-etcd-snapshot.timer; systemctl is-active u7s-etcd-snapshot.timer"); out != "enabled\nactive\n" {
+				t.Errorf("the snapshot timer on %s: %q, want enabled and active", h, out)
+			}
+		}
+		if out, _ := onHost(t, "h4", "systemctl is-enabled u7s-etcd-snapshot.timer 2>&1"); strings.HasPrefix(out, "enabled") {
+			t.Errorf("the worker has the snapshot timer enabled")
+		}
+		// What the timer starts, now.
+		mustOnHost(t, "h2", "systemctl start u7s-etcd-snapshot.service")
+		list := mustOnHost(t, "h2", "u7s etcd snapshot list")
+		t.Logf("u7s etcd snapshot list on h2:\n%s", list)
+		if !strings.Contains(list, "/var/backups/u7s/etcd/scheduled-") {
+			t.Errorf("no scheduled snapshot after the snapshot service ran:\n%s", list)
+		}
+	})
+
 	t.Run("CIS benchmark on the worker: no check fails", func(t *testing.T) {
 		out, err := onHost(t, "h4", "u7s check cis")
 		t.Logf("u7s check cis on h4:\n%s", tail(out, 3))
