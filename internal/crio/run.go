@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,6 +17,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/signing"
 )
 
@@ -60,7 +60,7 @@ func NodePolicy(n *config.Node) ([]byte, error) {
 	if n.ImageSigningKey == "" {
 		return []byte(Policy), nil
 	}
-	return signing.Policy(registryHost(n.Registry), n.ImageSigningKey)
+	return signing.Policy(registry.Host(n.Registry), n.ImageSigningKey)
 }
 
 // RegistriesDFile tells containers/image where a registry keeps its signatures. cri-o has no
@@ -88,7 +88,7 @@ func writeRegistriesD(n *config.Node) error {
 // signatureHosts are where the node's images are pulled from, where their signatures are
 // looked up: the registry's host and the location registries.conf sends it to.
 func signatureHosts(n *config.Node) []string {
-	h := registryHost(n.Registry)
+	h := registry.Host(n.Registry)
 	hosts := []string{h}
 	for _, r := range NewRegistries(n.Insecure).Registry {
 		if r.Prefix == h && r.Location != h {
@@ -96,12 +96,6 @@ func signatureHosts(n *config.Node) []string {
 		}
 	}
 	return hosts
-}
-
-// registryHost is the host[:port] of a U7S_REGISTRY value such as registry.local/k8s-p10.
-func registryHost(reg string) string {
-	h, _, _ := strings.Cut(reg, "/")
-	return h
 }
 
 // Command returns cri-o's command with its environment. rootless mode (_CRIO_ROOTLESS) knows

@@ -68,7 +68,7 @@ func (r Resolution) catalogue(test bool) []Image {
 		case s.Test && r.Native && s.Name == "busybox":
 			ref = nativeBusyboxRepository + ":" + s.Tag
 		case s.Test:
-			ref = registryHost(r.Value) + "/" + s.Repository + ":" + s.Tag
+			ref = Host(r.Value) + "/" + s.Repository + ":" + s.Tag
 		case r.Native && s.Name == "coredns":
 			ref = NativeRegistry + "/coredns/coredns:" + s.Tag
 		case r.Native && s.Name == "flannel":
@@ -91,7 +91,7 @@ func Refs(imgs []Image) []string {
 // Insecure reports whether ref (an image reference, repository or registry host) lives on a
 // plain-HTTP registry: only the specification's local registry, registry.local[:port], is.
 func Insecure(ref string) bool {
-	host := registryHost(ref)
+	host := Host(ref)
 	if h, port, ok := strings.Cut(host, ":"); ok {
 		if port == "" || strings.Trim(port, "0123456789") != "" {
 			return false
@@ -105,7 +105,7 @@ func Insecure(ref string) bool {
 // insecure_registries, or `insecure = true` in registries.conf): the local registry when r uses it.
 func InsecureRegistries(r Resolution) []string {
 	if Insecure(r.Value) {
-		return []string{registryHost(r.Value)}
+		return []string{Host(r.Value)}
 	}
 	return nil
 }

@@ -160,7 +160,7 @@ func resolveAutomatic(src Source) (Resolution, error) {
 }
 
 func transportNote(value string) string {
-	host := registryHost(value)
+	host := Host(value)
 	if Insecure(value) {
 		return host + " is the local registry: plain HTTP"
 	}
@@ -470,8 +470,9 @@ func validateHost(hostport string) error {
 	return nil
 }
 
-// registryHost is the host[:port] part of a registry value or image reference.
-func registryHost(ref string) string {
+// Host is the registry host[:port] of an image reference or U7S_REGISTRY value, e.g.
+// registry.local for registry.local/k8s-p10.
+func Host(ref string) string {
 	host, _, _ := strings.Cut(ref, "/")
 	return host
 }
