@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -50,9 +51,10 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 	}
 	_, asking := n.Annotations[RequestAnnotation]
 	_, approved := n.Annotations[ApprovedAnnotation]
-	if exists(a.Marker) {
-		// Back from our reboot: done once Ready (the coordinator then uncordons).
-		if !ready(n) {
+	if since, ok := markedAt(a.Marker); ok {
+		// Back from our reboot: done once the kubelet reported Ready since (a Ready from
+		// before the reboot may not have timed out yet).
+		if !readySince(n, since) {
 			return Returning, nil
 		}
 		if asking {
@@ -98,6 +100,30 @@ func (a *Agent) now() time.Time {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// markedAt is when the marker was written (just before the reboot); a marker that cannot be
+// read counts as written now.
+func markedAt(p string) (time.Time, bool) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Now(), true
+	}
+	return t, true
+}
+
+// readySince: the node is Ready by a heartbeat after t.
+func readySince(n *corev1.Node, t time.Time) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(t)
+		}
+	}
+	return false
+}
 
 // Window is a daily time range in local time, "HH:MM-HH:MM" (it may wrap past midnight);
 // the zero Window is always open.

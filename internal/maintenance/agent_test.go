@@ -48,8 +48,13 @@ func TestAgentWithCoordinator(t *testing.T) {
 	if !f.node(t, "w1").Spec.Unschedulable {
 		t.Fatal("uncordoned before the node came back")
 	}
+	// Still the Ready of before the reboot: not back yet.
 	n = f.node(t, "w1")
 	n.Status.Conditions[0].Status = corev1.ConditionTrue
+	n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(-time.Hour))
+	f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	step(Returning)
+	n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Second))
 	f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
 	step(Idle)
 	f.sync(t)

@@ -150,6 +150,13 @@ func (c *Coordinator) grant(ctx context.Context, l *coordinationv1.Lease, n *cor
 		return err
 	}
 	c.Logf("maintenance of %s (%s): lock taken, cordoning and draining", n.Name, n.Annotations[RequestAnnotation])
+	return c.drainAndApprove(ctx, l, n)
+}
+
+// drainAndApprove cordons and drains the lock's node and approves it; a drain that does not
+// finish gives the lock back.
+func (c *Coordinator) drainAndApprove(ctx context.Context, l *coordinationv1.Lease, n *corev1.Node) error {
+	now := metav1.NewMicroTime(c.clock())
 	if err := c.setUnschedulable(ctx, n.Name, true); err != nil {
 		return err
 	}
@@ -189,6 +196,10 @@ func (c *Coordinator) follow(ctx context.Context, l *coordinationv1.Lease, holde
 	}
 	if l.Spec.AcquireTime != nil && c.clock().Sub(l.Spec.AcquireTime.Time) > c.MaxDuration {
 		return nil // not renewed: it expires, and the next request goes ahead
+	}
+	if _, approved := n.Annotations[ApprovedAnnotation]; !approved {
+		// Granted but not approved: the coordinator that took the lock stopped in the drain.
+		return c.drainAndApprove(ctx, l, n)
 	}
 	l = l.DeepCopy()
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(c.clock()))
