@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -152,5 +153,22 @@ func TestDrainBlockedByPDB(t *testing.T) {
 	}
 	if _, err := f.cs.CoreV1().Pods("default").Get(context.Background(), "app", metav1.GetOptions{}); err != nil {
 		t.Errorf("the PDB-protected pod is gone")
+	}
+}
+
+// A coordinator that stopped between taking the lock and approving: the next one finishes
+// the drain and approves, rather than leaving the node cordoned until the lock expires.
+func TestTakeOverMidDrain(t *testing.T) {
+	f := newFixture(t, nil, node("w1", true), pod("app", "w1", "ReplicaSet"))
+	now := metav1.NewMicroTime(f.now)
+	if _, err := f.cs.CoordinationV1().Leases("kube-system").Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: "kube-system"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("w1"), AcquireTime: &now, RenewTime: &now, LeaseDurationSeconds: ptr.To(int32(60))},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.sync(t)
+	if n := f.node(t, "w1"); !n.Spec.Unschedulable || n.Annotations[ApprovedAnnotation] == "" {
+		t.Errorf("w1 not drained and approved by the coordinator that took over: %+v", n.Annotations)
 	}
 }
