@@ -295,12 +295,14 @@ func (c *Coordinator) poll() time.Duration {
 	return 2 * time.Second
 }
 
-// evictable: what kubectl drain evicts (not DaemonSet pods, not mirror pods, not finished).
+// evictable: what kubectl drain evicts and waits for (not DaemonSet pods, not mirror pods,
+// not pods that finished by themselves; an evicted pod counts until it is deleted, whatever
+// its phase).
 func evictable(p *corev1.Pod) bool {
 	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
 	}
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	if p.DeletionTimestamp == nil && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed) {
 		return false
 	}
 	for _, o := range p.OwnerReferences {

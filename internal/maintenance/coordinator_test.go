@@ -172,3 +172,26 @@ func TestTakeOverMidDrain(t *testing.T) {
 		t.Errorf("w1 not drained and approved by the coordinator that took over: %+v", n.Annotations)
 	}
 }
+
+// An evicted pod whose containers stopped (phase Failed) but that is not deleted yet keeps the
+// drain waiting, as kubectl drain waits: approval comes only when it is gone.
+func TestDrainWaitsForDeletion(t *testing.T) {
+	f := newFixture(t, nil, node("w1", true))
+	p := pod("app", "w1", "ReplicaSet")
+	p.Status.Phase = corev1.PodFailed
+	p.DeletionTimestamp = ptr.To(metav1.NewTime(f.now))
+	if _, err := f.cs.CoreV1().Pods("default").Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.sync(t) // the drain times out (1 s): undone
+	if n := f.node(t, "w1"); n.Annotations[ApprovedAnnotation] != "" {
+		t.Fatalf("approved while an evicted pod is still on the node")
+	}
+	if err := f.cs.CoreV1().Pods("default").Delete(context.Background(), "app", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.sync(t)
+	if n := f.node(t, "w1"); n.Annotations[ApprovedAnnotation] == "" {
+		t.Errorf("not approved once the pod was gone")
+	}
+}
