@@ -163,7 +163,7 @@ func TestTakeOverMidDrain(t *testing.T) {
 	now := metav1.NewMicroTime(f.now)
 	if _, err := f.cs.CoordinationV1().Leases("kube-system").Create(context.Background(), &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: "kube-system"},
-		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("w1"), AcquireTime: &now, RenewTime: &now, LeaseDurationSeconds: ptr.To(int32(60))},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("w1"), AcquireTime: &now, RenewTime: &now, LeaseDurationSeconds: ptr.To(int32(60))},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
