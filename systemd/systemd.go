@@ -17,6 +17,10 @@ var (
 	snapshotService []byte
 	//go:embed u7s-etcd-snapshot.timer
 	snapshotTimer []byte
+	//go:embed u7s-maintenance.service
+	maintenanceService []byte
+	//go:embed u7s-maintenance.timer
+	maintenanceTimer []byte
 )
 
 var (
@@ -25,10 +29,16 @@ var (
 	// SnapshotService takes a scheduled etcd snapshot on a control plane; SnapshotTimer starts it.
 	SnapshotService = Unit{"u7s-etcd-snapshot.service", snapshotService}
 	SnapshotTimer   = Unit{"u7s-etcd-snapshot.timer", snapshotTimer}
+	// MaintenanceService runs the node's coordinated-reboot agent; MaintenanceTimer starts it.
+	MaintenanceService = Unit{"u7s-maintenance.service", maintenanceService}
+	MaintenanceTimer   = Unit{"u7s-maintenance.timer", maintenanceTimer}
 )
 
 // All are every unit, as the packages install them.
-var All = []Unit{Node, SnapshotService, SnapshotTimer}
+var All = []Unit{Node, SnapshotService, SnapshotTimer, MaintenanceService, MaintenanceTimer}
+
+// Every are the units every node enables beside Node: the coordinated-reboot agent.
+var Every = []Unit{MaintenanceService, MaintenanceTimer}
 
 // ControlPlane are the units a control plane enables beside Node: its scheduled snapshots
 // (the timer, with the service it starts).

@@ -225,6 +225,7 @@ func newStatusCommand() *cobra.Command {
 				ready = "ready since " + st.ModTime().Format(time.RFC3339)
 			}
 			fmt.Fprintf(out, "namespace:   pid %d, cri-o %s\n", child, ready)
+			fmt.Fprintf(out, "reboots:     %s\n", maintenanceStatus(n))
 			if n.Role == config.ControlPlane {
 				for _, w := range certWarnings(time.Now()) {
 					fmt.Fprintf(out, "warning:     %s\n", w)

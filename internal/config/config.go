@@ -39,6 +39,10 @@ type Node struct {
 	// ImageSigningKey is the site's public key (paths.ImageSigningKey) when the node runs only
 	// images signed with it, from Registry's host only; empty: any image the registries serve.
 	ImageSigningKey string `json:"imageSigningKey,omitempty"`
+	// RebootWindow is when a coordinated reboot may start, "HH:MM-HH:MM" local time ("": any
+	// time); NoCoordinatedReboots turns them off (/var/run/reboot-required is then ignored).
+	RebootWindow         string `json:"rebootWindow,omitempty"`
+	NoCoordinatedReboots bool   `json:"noCoordinatedReboots,omitempty"`
 	// Cgroup is the mode the node runs in; the v1 delegation itself is saved by package cgroups.
 	Cgroup cgroups.Mode `json:"cgroup"`
 	// Ports forwarded from the host into the namespace at every start, rootlessctl syntax.

@@ -38,6 +38,9 @@ type Options struct {
 	Registry             registry.Source
 	// ImageSigningKey: run only images signed with this public key (u7s images keygen).
 	ImageSigningKey string
+	// Coordinated reboots.
+	RebootWindow         string
+	NoCoordinatedReboots bool
 
 	// init.
 	PodCIDR              string

@@ -16,7 +16,7 @@ func Init() []workflow.Phase {
 		uploadCertsPhase(),
 		networkPhase(),
 		waitPhase(),
-		snapshotsPhase(),
+		timersPhase(),
 		summaryPhase(),
 	}
 }
@@ -32,7 +32,7 @@ func Join() []workflow.Phase {
 		kubeadmPhase(FlowJoin),
 		networkPhase(),
 		waitPhase(),
-		snapshotsPhase(),
+		timersPhase(),
 		summaryPhase(),
 	}
 }

@@ -92,20 +92,22 @@ func (d *Data) writeConfig() error {
 		addr = ip.String()
 	}
 	n := &config.Node{
-		Role:               d.role(),
-		NodeName:           name,
-		AdvertiseAddress:   addr,
-		APIServerPort:      d.O.BindPort,
-		Registry:           d.res.Value,
-		ImageRepository:    d.res.ImageRepository(),
-		PauseImage:         d.res.PauseImage(version.Pinned),
-		FlannelImage:       d.res.FlannelImage(version.Pinned),
-		Insecure:           registry.InsecureRegistries(d.res),
-		Ports:              config.RolePorts(d.role(), d.O.BindPort),
-		NodePortForwarding: !d.O.NoNodePortForwarding,
-		ScheduleWorkloads:  d.O.ScheduleWorkloads,
-		Cgroup:             d.cgroup,
-		Service:            service.Systemd(),
+		Role:                 d.role(),
+		NodeName:             name,
+		AdvertiseAddress:     addr,
+		APIServerPort:        d.O.BindPort,
+		Registry:             d.res.Value,
+		ImageRepository:      d.res.ImageRepository(),
+		PauseImage:           d.res.PauseImage(version.Pinned),
+		FlannelImage:         d.res.FlannelImage(version.Pinned),
+		Insecure:             registry.InsecureRegistries(d.res),
+		Ports:                config.RolePorts(d.role(), d.O.BindPort),
+		NodePortForwarding:   !d.O.NoNodePortForwarding,
+		ScheduleWorkloads:    d.O.ScheduleWorkloads,
+		RebootWindow:         d.O.RebootWindow,
+		NoCoordinatedReboots: d.O.NoCoordinatedReboots,
+		Cgroup:               d.cgroup,
+		Service:              service.Systemd(),
 	}
 	if n.Cgroup == "" {
 		n.Cgroup = cgroups.None // --dry-run, or the cgroups phase skipped

@@ -61,21 +61,35 @@ func startNode(d *Data, n *config.Node) error {
 	return nil
 }
 
-// snapshotsPhase schedules etcd snapshots on a control plane where systemd runs the node.
-func snapshotsPhase() workflow.Phase {
-	return phase("snapshots", "On a control plane run by systemd: enable and start the daily etcd snapshot timer (u7s etcd snapshot list)", true, func(d *Data) error {
+// timersPhase enables the node's timers where systemd runs it: the coordinated-reboot agent on
+// every node, the daily etcd snapshot on a control plane.
+func timersPhase() workflow.Phase {
+	return phase("timers", "Where systemd runs the node: enable coordinated reboots (u7s-maintenance.timer) and, on a control plane, daily etcd snapshots (u7s-etcd-snapshot.timer)", true, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
 		}
-		if n.Role != config.ControlPlane || !n.Service {
+		if !n.Service {
 			return nil
 		}
-		d.step("scheduling etcd snapshots (%s, into %s)", systemd.SnapshotTimer.Name, etcdbackup.Dir)
-		if err := installUnits(d, systemd.ControlPlane...); err != nil {
-			return err
+		var timers [][]systemd.Unit
+		if !n.NoCoordinatedReboots {
+			d.step("coordinated reboots on /var/run/reboot-required (%s)", systemd.MaintenanceTimer.Name)
+			timers = append(timers, systemd.Every)
 		}
-		return service.Start(d.Ctx, systemd.SnapshotTimer)
+		if n.Role == config.ControlPlane {
+			d.step("scheduling etcd snapshots (%s, into %s)", systemd.SnapshotTimer.Name, etcdbackup.Dir)
+			timers = append(timers, systemd.ControlPlane)
+		}
+		for _, units := range timers {
+			if err := installUnits(d, units...); err != nil {
+				return err
+			}
+			if err := service.Start(d.Ctx, units[len(units)-1]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

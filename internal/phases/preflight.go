@@ -15,6 +15,7 @@ import (
 	"github.com/u7s/u7s/internal/controlplane"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/signing"
 	"github.com/u7s/u7s/internal/version"
@@ -99,6 +100,9 @@ func (d *Data) checkFlags() error {
 		if strings.Trim(o.NodeName, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" || len(o.NodeName) > 63 {
 			ps = append(ps, fmt.Sprintf("--node-name %q: want a lower-case DNS name (letters, digits, '-', '.')", o.NodeName))
 		}
+	}
+	if _, err := maintenance.ParseWindow(o.RebootWindow); err != nil {
+		ps = append(ps, "--reboot-window: "+err.Error())
 	}
 	if o.ImageSigningKey != "" {
 		if err := signing.CheckPublicKey(o.ImageSigningKey); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/u7s/u7s/internal/csrapprover"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
@@ -84,6 +85,7 @@ func Run() error {
 		}
 		if n.Role == config.ControlPlane {
 			go approveServingCerts(ctx)
+			go coordinateMaintenance(ctx, n.NodeName)
 		}
 		if n.NodePortForwarding {
 			forwardNodePorts(ctx)
@@ -168,4 +170,15 @@ func approveServingCerts(ctx context.Context) {
 	if cs := apiClient(ctx, "the kubelet-serving certificate approver", kube.Admin); cs != nil {
 		csrapprover.New(cs, log.Printf).Run(ctx)
 	}
+}
+
+// coordinateMaintenance grants the nodes' maintenance requests (coordinated reboots) one at a
+// time, on every control plane (they share the Lease).
+func coordinateMaintenance(ctx context.Context, self string) {
+	cs := apiClient(ctx, "the maintenance coordinator", kube.Admin)
+	if cs == nil {
+		return
+	}
+	log.Printf("maintenance coordinator started")
+	(&maintenance.Coordinator{Client: cs, Identity: self, MaxDuration: 30 * time.Minute, DrainTimeout: 5 * time.Minute, Logf: log.Printf}).Run(ctx, 10*time.Second)
 }

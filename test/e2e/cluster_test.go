@@ -438,6 +438,149 @@ spec:
 		})
 	})
 
+	t.Run("coordinated reboots of two workers: one at a time, drained, uncordoned, serving", func(t *testing.T) {
+		// A second worker.
+		if out, err := hostsCmd(t, "", "up", "h5"); err != nil {
+			t.Fatalf("hosts.sh up h5: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { hostsCmd(t, "", "down", "h5") })
+		if out, err := hostsCmd(t, string(pub), "exec", "h5", "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
+			t.Fatalf("copying the signing key to h5: %v\n%s", err, out)
+		}
+		join := joinLine(t, mustOnHost(t, "h1", "u7s token create --print-join-command"), false)
+		if out, err := onHost(t, "h5", join+" --image-signing-key "+hostSigningKey); err != nil {
+			t.Fatalf("worker join on h5: %v\n%s", err, tail(out, 30))
+		}
+		workers := []string{"h4", "h5"}
+		nodesReady(t, "h1", 2*time.Minute, workers...)
+		applyOn(t, "h1", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: steady}}
+  template:
+    metadata: {labels: {app: steady}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: steady}}, topologyKey: kubernetes.io/hostname}
+      containers:
+      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: steady}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: steady}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: steady}
+spec:
+  type: NodePort
+  selector: {app: steady}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+`)
+		mustKc(t, "h1", "rollout", "status", "deployment/steady", "--timeout=180s")
+		boot := map[string]string{}
+		for _, h := range workers {
+			boot[h] = mustOnHost(t, h, "cat /proc/sys/kernel/random/boot_id")
+		}
+
+		// Requests through a control plane's NodePort all along.
+		stop := make(chan struct{})
+		var sent, failed int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second):
+				}
+				sent++
+				if _, err := run(t, "curl", "-fsS", "--max-time", "3", "http://"+ip["h1"]+":30081/hostname"); err != nil {
+					failed++
+				}
+			}
+		}()
+
+		start := time.Now()
+		for _, h := range workers {
+			mustOnHost(t, h, "touch /var/run/reboot-required")
+		}
+		rebootedAt := map[string]time.Duration{}
+		deadline := time.Now().Add(12 * time.Minute)
+		for len(rebootedAt) < len(workers) && time.Now().Before(deadline) {
+			time.Sleep(3 * time.Second)
+			out, err := kc(t, "h1", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.unschedulable} {.metadata.annotations.u7s\.io/maintenance-approved}{"\n"}{end}`)
+			if err != nil {
+				continue // a control plane's API may be slow; next round
+			}
+			down := 0
+			clean := map[string]bool{} // schedulable, not approved
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) == 1 {
+					clean[f[0]] = true
+				}
+				if len(f) >= 2 && f[1] == "true" {
+					down++
+					if len(f) == 3 { // approved: it must be drained
+						pods, _ := kc(t, "h1", "get", "pods", "-A", "--field-selector", "spec.nodeName="+f[0], "-o", `jsonpath={range .items[*]}{.metadata.ownerReferences[0].kind}/{.metadata.name} {end}`)
+						for _, p := range strings.Fields(pods) {
+							if strings.HasPrefix(p, "ReplicaSet/steady") {
+								t.Errorf("%s approved for reboot with %s still on it", f[0], p)
+							}
+						}
+					}
+				}
+			}
+			if down > 1 {
+				t.Errorf("%d nodes cordoned at once:\n%s", down, out)
+			}
+			for _, h := range workers {
+				if _, ok := rebootedAt[h]; ok {
+					continue
+				}
+				b, err := onHost(t, h, "cat /proc/sys/kernel/random/boot_id; test ! -e /var/run/reboot-required && echo clean")
+				if err == nil && !strings.HasPrefix(b, boot[h]) && strings.Contains(b, "clean") && clean[h] {
+					rebootedAt[h] = time.Since(start)
+					t.Logf("FIGURE %s rebooted and back in service after %.0f s (from the sentinel)", h, rebootedAt[h].Seconds())
+				}
+			}
+		}
+		close(stop)
+		<-done
+		t.Logf("FIGURE requests during the reboots: %d sent, %d failed", sent, failed)
+		if len(rebootedAt) != len(workers) {
+			st, _ := onHost(t, "h4", "u7s status; journalctl -u u7s-maintenance --no-pager | tail -20")
+			t.Fatalf("after 12 minutes rebooted and back: %v\nh4:\n%s", rebootedAt, st)
+		}
+		nodesReady(t, "h1", 2*time.Minute, workers...)
+		// Each line only the node's name: schedulable, neither maintenance annotation.
+		out := mustKc(t, "h1", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.unschedulable} {.metadata.annotations.u7s\.io/maintenance-request} {.metadata.annotations.u7s\.io/maintenance-approved}{"\n"}{end}`)
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if len(strings.Fields(l)) != 1 {
+				t.Errorf("a node left cordoned or annotated after the reboots: %q", l)
+			}
+		}
+		if holder := mustKc(t, "h1", "-n", "kube-system", "get", "lease", "u7s-maintenance", "-o", "jsonpath={.spec.holderIdentity}"); holder != "" {
+			t.Errorf("the maintenance lock is still held by %s", holder)
+		}
+		if failed > 0 {
+			t.Logf("%d of %d requests failed while the workers rebooted", failed, sent)
+		}
+		mustKc(t, "h1", "delete", "deployment/steady", "pdb/steady", "service/steady")
+		// h5 leaves; the rest of the test has four hosts.
+		mustOnHost(t, "h5", "u7s reset")
+		mustKc(t, "h1", "delete", "node", "h5")
+	})
+
 	t.Run("reset of h3: two control planes keep working; bad joins refused; h3 joins again", func(t *testing.T) {
 		out := mustOnHost(t, "h3", "u7s reset")
 		t.Logf("u7s reset on h3:\n%s", out)

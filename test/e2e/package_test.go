@@ -41,7 +41,7 @@ func TestPackage(t *testing.T) {
 		rpmList := must(t, "rpm", "-qlp", rpm)
 		for _, f := range []string{"/usr/bin/u7s", "/usr/bin/kubectl", "/usr/libexec/u7s/bin/kubelet", "/usr/libexec/u7s/bin/crio",
 			"/usr/libexec/u7s/bin/pinns", "/usr/libexec/u7s/bin/runc", "/usr/libexec/u7s/bin/u7s-runc", "/usr/libexec/u7s/cni/bridge",
-			"/usr/libexec/u7s/cni/flannel", "/usr/lib/systemd/system/u7s.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.timer", "/usr/lib/sysctl.d/90-u7s.conf",
+			"/usr/libexec/u7s/cni/flannel", "/usr/lib/systemd/system/u7s.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.timer", "/usr/lib/systemd/system/u7s-maintenance.timer", "/usr/lib/sysctl.d/90-u7s.conf",
 			"/usr/lib/modules-load.d/u7s.conf", "/usr/share/man/man1/u7s.1.gz", "/usr/share/man/man1/u7s-join.1.gz",
 			"/usr/share/bash-completion/completions/u7s", "/usr/share/zsh/vendor-completions/_u7s",
 			"/usr/share/fish/vendor_completions.d/u7s.fish", "/usr/share/doc/u7s/README.md"} {

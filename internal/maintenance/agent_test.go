@@ -1,0 +1,91 @@
+package maintenance
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The whole protocol with a coordinator: sentinel → request → approval (drained) → reboot →
+// Ready → request withdrawn → uncordoned and released.
+func TestAgentWithCoordinator(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, nil, node("w1", false))
+	rebooted := 0
+	a := &Agent{Client: f.cs, Node: "w1", Sentinel: filepath.Join(dir, "reboot-required"), Marker: filepath.Join(dir, "marker"),
+		Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
+	step := func(want State) {
+		t.Helper()
+		got, err := a.Step(context.Background())
+		if err != nil || got != want {
+			t.Fatalf("Step = %q, %v; want %q", got, err, want)
+		}
+	}
+	step(Idle)
+	os.WriteFile(a.Sentinel, nil, 0o644)
+	step(Waiting)
+	step(Waiting) // not approved yet
+	if rebooted != 0 {
+		t.Fatal("rebooted before approval")
+	}
+	f.sync(t) // the coordinator drains and approves
+	step(Rebooting)
+	if rebooted != 1 {
+		t.Fatalf("rebooted %d times, want 1", rebooted)
+	}
+	// The boot: /run is empty again; the node is not Ready yet.
+	os.Remove(a.Sentinel)
+	n := f.node(t, "w1")
+	n.Status.Conditions[0].Status = corev1.ConditionFalse
+	f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	step(Returning)
+	f.sync(t)
+	if !f.node(t, "w1").Spec.Unschedulable {
+		t.Fatal("uncordoned before the node came back")
+	}
+	// Still the Ready of before the reboot: not back yet.
+	n = f.node(t, "w1")
+	n.Status.Conditions[0].Status = corev1.ConditionTrue
+	n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(-time.Hour))
+	f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	step(Returning)
+	n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Second))
+	f.cs.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	step(Idle)
+	f.sync(t)
+	if n := f.node(t, "w1"); n.Spec.Unschedulable || n.Annotations[RequestAnnotation] != "" || n.Annotations[ApprovedAnnotation] != "" || f.holder(t) != "" {
+		t.Errorf("after the reboot: %+v, holder %q; want uncordoned, no annotations, lock free", n.ObjectMeta.Annotations, f.holder(t))
+	}
+	if _, err := os.Stat(a.Marker); err == nil {
+		t.Errorf("the marker remains")
+	}
+}
+
+func TestWindow(t *testing.T) {
+	at := func(h, m int) time.Time { return time.Date(2026, 12, 1, h, m, 0, 0, time.Local) }
+	w, err := ParseWindow("22:00-04:30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		t    time.Time
+		want bool
+	}{{at(23, 0), true}, {at(3, 0), true}, {at(4, 30), false}, {at(12, 0), false}, {at(22, 0), true}} {
+		if got := w.Contains(c.t); got != c.want {
+			t.Errorf("%s in 22:00-04:30: %v, want %v", c.t.Format("15:04"), got, c.want)
+		}
+	}
+	if w, _ := ParseWindow(""); !w.Contains(at(12, 0)) {
+		t.Errorf("the empty window is not always open")
+	}
+	for _, bad := range []string{"22:00", "25:00-01:00", "a-b"} {
+		if _, err := ParseWindow(bad); err == nil {
+			t.Errorf("ParseWindow(%q) accepted", bad)
+		}
+	}
+}
