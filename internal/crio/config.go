@@ -118,7 +118,7 @@ func New(n *config.Node, d Dirs) Config {
 		// On cgroup v1 a dropped infra container makes cri-o create its own cgroup at the
 		// hierarchy root, which the node's user may not do.
 		DropInfraCtr:             n.Cgroup == cgroups.V2Delegated,
-		PinnsPath:                filepath.Join(paths.LibexecBin, "pinns"),
+		PinnsPath:                filepath.Join(paths.NodeBin, "pinns"),
 		NamespacesDir:            filepath.Join(d.Run, "ns"),
 		ContainerExitsDir:        filepath.Join(d.Run, "exits"),
 		ContainerAttachSocketDir: filepath.Join(d.Run, "attach"),

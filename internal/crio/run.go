@@ -102,7 +102,7 @@ func signatureHosts(n *config.Node) []string {
 // only cgroup v2 delegation and discards every limit on v1, so it stays off where root has
 // delegated v1 subtrees.
 func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(paths.LibexecBin, "crio"),
+	cmd := exec.Command(filepath.Join(paths.NodeBin, "crio"),
 		"--config", d.ConfigFile(), "--config-dir", filepath.Join(d.State, "crio.conf.d"), "--log-level", "info",
 		// Only u7s's registries.conf: the host's may allow other registries or plain HTTP.
 		"--registries-conf", d.RegistriesFile(), "--registries-conf-dir", filepath.Join(d.State, "registries.conf.d"))

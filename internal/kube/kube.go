@@ -22,11 +22,20 @@ import (
 
 // Admin is the cluster-admin client of a control plane (admin.conf, root on the host).
 func Admin() (kubernetes.Interface, error) {
+	cfg, err := AdminConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// AdminConfig is the client configuration of Admin.
+func AdminConfig() (*rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", paths.AdminKubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s (only a control plane has it): %w", paths.AdminKubeconfig, err)
 	}
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // NodeConfig is the node's own client configuration, the kubelet's kubeconfig, on every role.

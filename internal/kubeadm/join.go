@@ -194,22 +194,26 @@ func UploadCerts(key string, out io.Writer) error {
 		"--config", f.Name(), "--kubeconfig", paths.AdminKubeconfig}, nil, filter, filter)
 }
 
-// ClusterNetworks reads the cluster's pod and Service networks from kubeadm's kubeadm-config
-// ConfigMap (readable with a bootstrap token, as kubeadm join reads it): a node's namespace
-// fences them.
-func ClusterNetworks(ctx context.Context, cs kubernetes.Interface) (pod, svc string, err error) {
-	cm, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "kubeadm-config", metav1.GetOptions{})
-	if err != nil {
-		return "", "", fmt.Errorf("reading the cluster's kubeadm-config: %w", err)
-	}
-	var cc kubeadmv1.ClusterConfiguration
-	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &cc); err != nil {
-		return "", "", fmt.Errorf("the cluster's kubeadm-config: %w", err)
-	}
+// Networks are the cluster's pod and Service networks: a node's namespace fences them.
+func Networks(cc *kubeadmv1.ClusterConfiguration) (pod, svc string, err error) {
 	if cc.Networking.PodSubnet == "" || cc.Networking.ServiceSubnet == "" {
 		return "", "", errors.New("the cluster's kubeadm-config names no pod or Service subnet")
 	}
 	return cc.Networking.PodSubnet, cc.Networking.ServiceSubnet, nil
+}
+
+// ClusterConfiguration is the cluster's ClusterConfiguration in kubeadm's kubeadm-config
+// ConfigMap (readable with a bootstrap token, as kubeadm join reads it).
+func ClusterConfiguration(ctx context.Context, cs kubernetes.Interface) (*kubeadmv1.ClusterConfiguration, error) {
+	cm, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, kubeadmconstants.KubeadmConfigConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster's kubeadm-config: %w", err)
+	}
+	var cc kubeadmv1.ClusterConfiguration
+	if err := yaml.Unmarshal([]byte(cm.Data[kubeadmconstants.ClusterConfigurationConfigMapKey]), &cc); err != nil {
+		return nil, fmt.Errorf("the cluster's kubeadm-config: %w", err)
+	}
+	return &cc, nil
 }
 
 // EtcdMembers lists the cluster's stacked etcd members, "NAME PEER-URL" each, from a

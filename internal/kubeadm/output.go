@@ -92,7 +92,7 @@ func (f *OutputFilter) Flush() {
 // RewriteCommands turns the kubeadm commands kubeadm suggests into the u7s commands that do
 // the same on a u7s node (there is no kubeadm binary on the host).
 func RewriteCommands(s string) string {
-	for _, c := range []string{"join", "reset", "token", "init phase upload-certs"} {
+	for _, c := range []string{"join", "reset", "token", "init phase upload-certs", "upgrade"} {
 		s = strings.ReplaceAll(s, "kubeadm "+c, "u7s "+c)
 	}
 	return s

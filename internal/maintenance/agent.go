@@ -41,6 +41,7 @@ const (
 	OutWindow State = "reboot pending: outside the reboot window"
 	Rebooting State = "reboot approved: rebooting"
 	Returning State = "rebooted: waiting for the node to be Ready"
+	Busy      State = "reboot pending: the node is in maintenance for an upgrade"
 )
 
 // Step does what is due now and says where the node is.
@@ -49,7 +50,9 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 	if err != nil {
 		return Idle, err
 	}
-	_, asking := n.Annotations[RequestAnnotation]
+	reason, requested := n.Annotations[RequestAnnotation]
+	// Only its own requests: an upgrade (u7s upgrade) asks with the same annotation.
+	asking := requested && reason == ReasonReboot
 	_, approved := n.Annotations[ApprovedAnnotation]
 	if since, ok := markedAt(a.Marker); ok {
 		// Back from our reboot: done once the kubelet reported Ready since (a Ready from
@@ -65,6 +68,12 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 		a.Logf("maintenance: node %s is back after its reboot; request withdrawn", a.Node)
 		return Idle, os.Remove(a.Marker)
 	}
+	if requested && !asking {
+		if exists(a.Sentinel) {
+			return Busy, nil
+		}
+		return Idle, nil
+	}
 	if !exists(a.Sentinel) {
 		if asking && !approved { // the sentinel went away before it was our turn
 			return Idle, Annotate(ctx, a.Client, a.Node, RequestAnnotation, nil)
@@ -76,7 +85,7 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 			return OutWindow, nil
 		}
 		a.Logf("maintenance: %s exists: node %s asks for a reboot", a.Sentinel, a.Node)
-		return Waiting, Annotate(ctx, a.Client, a.Node, RequestAnnotation, ptr.To("reboot"))
+		return Waiting, Annotate(ctx, a.Client, a.Node, RequestAnnotation, ptr.To(ReasonReboot))
 	}
 	if !approved {
 		return Waiting, nil

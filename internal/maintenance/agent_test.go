@@ -89,3 +89,42 @@ func TestWindow(t *testing.T) {
 		}
 	}
 }
+
+// An upgrade asks with the same annotation: the agent neither withdraws it nor reboots on
+// its approval, and asks for its reboot only after the upgrade is done.
+func TestAgentLeavesUpgradeAlone(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, nil, node("w1", false))
+	rebooted := 0
+	a := &Agent{Client: f.cs, Node: "w1", Sentinel: filepath.Join(dir, "reboot-required"), Marker: filepath.Join(dir, "marker"),
+		Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
+	ctx := context.Background()
+	if err := Annotate(ctx, f.cs, "w1", RequestAnnotation, ptrTo(ReasonUpgrade)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Step(ctx); err != nil || got != Idle {
+		t.Fatalf("Step without a sentinel = %q, %v; want %q", got, err, Idle)
+	}
+	if f.node(t, "w1").Annotations[RequestAnnotation] != ReasonUpgrade {
+		t.Fatal("the agent withdrew the upgrade's request")
+	}
+	os.WriteFile(a.Sentinel, nil, 0o644)
+	f.sync(t) // approved for the upgrade
+	for range 2 {
+		if got, err := a.Step(ctx); err != nil || got != Busy {
+			t.Fatalf("Step during the upgrade = %q, %v; want %q", got, err, Busy)
+		}
+	}
+	if rebooted != 0 {
+		t.Fatal("rebooted on the upgrade's approval")
+	}
+	if err := Annotate(ctx, f.cs, "w1", RequestAnnotation, nil); err != nil { // upgrade done
+		t.Fatal(err)
+	}
+	f.sync(t)
+	if got, err := a.Step(ctx); err != nil || got != Waiting {
+		t.Fatalf("Step after the upgrade = %q, %v; want %q", got, err, Waiting)
+	}
+}
+
+func ptrTo(s string) *string { return &s }

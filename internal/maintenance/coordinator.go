@@ -37,6 +37,9 @@ const (
 	RequestAnnotation = "u7s.io/maintenance-request"
 	// ApprovedAnnotation on a Node: the coordinator holds the lock for it and drained it.
 	ApprovedAnnotation = "u7s.io/maintenance-approved"
+	// ReasonReboot and ReasonUpgrade are the values of RequestAnnotation.
+	ReasonReboot  = "reboot"
+	ReasonUpgrade = "upgrade"
 	// LeaseName is the cluster-wide lock, in kube-system.
 	LeaseName = "u7s-maintenance"
 )

@@ -84,7 +84,7 @@ func Run() error {
 	if err != nil {
 		return err
 	}
-	r := &kubelet.Runner{Binary: filepath.Join(paths.LibexecBin, "kubelet"), Log: kubeletLog}
+	r := &kubelet.Runner{Binary: filepath.Join(paths.NodeBin, "kubelet"), Log: kubeletLog}
 	kubeletDone := make(chan struct{})
 	go func() { r.Run(ctx); close(kubeletDone) }()
 

@@ -41,7 +41,7 @@ func Main(args []string) error {
 			}
 		}
 	}
-	runc := filepath.Join(paths.LibexecBin, "runc")
+	runc := filepath.Join(paths.NodeBin, "runc")
 	return unix.Exec(runc, append([]string{runc}, args[1:]...), os.Environ())
 }
 

@@ -15,8 +15,17 @@ const (
 
 	// Binary is the installed u7s binary.
 	Binary = "/usr/bin/u7s"
-	// LibexecBin holds the node binaries u7s runs itself (kubelet, crio, pinns, runc).
+	// LibexecBin holds the node binaries this u7s carries (kubelet, crio, pinns, runc): the
+	// installed release, which init, join and upgrade copy into ReleasesDir.
 	LibexecBin = "/usr/libexec/u7s/bin"
+	// ReleasesDir holds the node binaries of each Kubernetes release a node has run, one
+	// directory per version (root's), so that installing a newer package changes nothing a
+	// running node runs until u7s upgrade moves it.
+	ReleasesDir = LibDir + "/releases"
+	// LibDir is root's state of u7s on the host.
+	LibDir = "/var/lib/u7s"
+	// NodeBin is the release the node runs: a symbolic link to a directory of ReleasesDir.
+	NodeBin = ReleasesDir + "/current"
 	// CNIBin holds the CNI plugins (bridge, host-local, loopback, portmap, and flannel, which is u7s).
 	CNIBin = "/usr/libexec/u7s/cni"
 	// ConfigDir holds the host-side configuration of u7s.

@@ -20,6 +20,7 @@ import (
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/service"
 	"github.com/u7s/u7s/systemd"
 )
@@ -117,6 +118,9 @@ func Prepare(n *config.Node) error {
 		return fmt.Errorf("the host's address changed: node %s was made with %s, which no interface of this host has now (its address is %s); "+
 			"the old address is in the node's certificates, in etcd and in the other nodes: give the host its old address back, "+
 			"or run u7s reset and then u7s join (or u7s init) again", n.NodeName, a, now)
+	}
+	if err := release.Default().Check(); err != nil {
+		return err
 	}
 	return cgroups.Prepare(n.Cgroup)
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/signing"
+	"github.com/u7s/u7s/internal/upgrade"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -199,7 +201,14 @@ func (d *Data) discover() error {
 	if err != nil {
 		return err
 	}
-	pod, svc, err := kubeadm.ClusterNetworks(d.Ctx, cs)
+	cc, err := kubeadm.ClusterConfiguration(d.Ctx, cs)
+	if err != nil {
+		return err
+	}
+	if err := upgrade.CheckJoin(cc.KubernetesVersion, release.Carried()); err != nil {
+		return err
+	}
+	pod, svc, err := kubeadm.Networks(cc)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,396 @@
+package phases
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/etcdbackup"
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/maintenance"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/release"
+	"github.com/u7s/u7s/internal/signing"
+	"github.com/u7s/u7s/internal/upgrade"
+)
+
+// The upgrade flows: u7s upgrade apply on the first control plane, then u7s upgrade node on
+// every other node, control planes first. Each node in turn: checks, the cluster-wide lock
+// (cordoned and drained by the coordinator), kubeadm's upgrade, the node's own release, a
+// restart, Ready at the new version, uncordoned and the lock given back.
+
+// UpgradeApply upgrades the control plane and this, its first, node.
+func UpgradeApply() []workflow.Phase {
+	return []workflow.Phase{
+		upgradePreflightPhase(),
+		upgradeSnapshotPhase(),
+		upgradeDrainPhase(),
+		upgradeKubeadmPhase(),
+		upgradeReleasePhase(),
+		upgradeRestartPhase(),
+		upgradeUncordonPhase(),
+	}
+}
+
+// UpgradeNode upgrades a further control plane or a worker after UpgradeApply.
+func UpgradeNode() []workflow.Phase { return UpgradeApply() }
+
+// Upgrade flow names.
+const (
+	FlowUpgradeApply = "upgrade apply"
+	FlowUpgradeNode  = "upgrade node"
+)
+
+// UpgradeOptions are the flags of u7s upgrade apply and node.
+type UpgradeOptions struct {
+	// Version is the target: the release this u7s carries.
+	Version    string
+	Yes        bool
+	NoSnapshot bool
+	// LockTimeout bounds the wait for the cluster-wide lock and the drain.
+	LockTimeout time.Duration
+	Verbosity   int
+}
+
+// UpgradeData is what the phases of one upgrade share.
+type UpgradeData struct {
+	Ctx  context.Context
+	In   io.Reader
+	Out  io.Writer
+	Flow string
+	O    UpgradeOptions
+
+	node    *config.Node
+	cfg     *rest.Config
+	cs      kubernetes.Interface
+	cluster upgrade.Cluster
+	from    string // the node's release before
+	// done: the node runs the target already; the other phases do nothing.
+	done bool
+	// Locked is set once this node holds the maintenance lock: a failure after it withdraws
+	// the request, so that the node is uncordoned when Ready.
+	Locked bool
+}
+
+// NewUpgradeData starts an upgrade run.
+func NewUpgradeData(ctx context.Context, flow string, o UpgradeOptions, in io.Reader, out io.Writer) (*UpgradeData, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("u7s %s must run as root", flow)
+	}
+	return &UpgradeData{Ctx: ctx, In: in, Out: out, Flow: flow, O: o}, nil
+}
+
+func (d *UpgradeData) step(format string, args ...any) { fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...) }
+
+// apiServer is this node's API server address, "" on a worker.
+func (d *UpgradeData) apiServer() string {
+	if d.node.Role != config.ControlPlane {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", d.node.AdvertiseAddress, d.node.APIServerPort)
+}
+
+func upgradePhase(name, short string, run func(*UpgradeData) error) workflow.Phase {
+	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
+		d, ok := c.(*UpgradeData)
+		if !ok {
+			return errors.New("internal error: upgrade phase run with the wrong data")
+		}
+		if d.done && name != "preflight" {
+			return nil
+		}
+		return run(d)
+	}}
+}
+
+func upgradePreflightPhase() workflow.Phase {
+	return upgradePhase("preflight", "Check the versions against the skew rules, the node, and the target's images, changing nothing", func(d *UpgradeData) error {
+		return d.preflight()
+	})
+}
+
+func (d *UpgradeData) preflight() error {
+	n, err := config.Load()
+	if err != nil {
+		return err
+	}
+	d.node = n
+	target := d.O.Version
+	if target == "" {
+		target = release.Carried()
+		d.O.Version = target
+	}
+	if d.Flow == FlowUpgradeApply && n.Role != config.ControlPlane {
+		return fmt.Errorf("node %s is a worker: u7s upgrade apply runs on a control plane; on a worker, after it, run u7s upgrade node", n.NodeName)
+	}
+	if node.SupervisorPID() == 0 {
+		return errors.New("the node is not running: u7s start first (the upgrade drains it and asks the cluster)")
+	}
+	if d.from, err = release.Default().Current(); err != nil {
+		return err
+	}
+	if n.Role == config.ControlPlane {
+		d.cfg, err = kube.AdminConfig()
+	} else {
+		d.cfg, err = kube.NodeConfig()
+	}
+	if err != nil {
+		return err
+	}
+	if d.cs, err = kubernetes.NewForConfig(d.cfg); err != nil {
+		return err
+	}
+	d.step("reading the cluster's versions")
+	if d.cluster, err = upgrade.Read(d.Ctx, d.cfg, n.NodeName); err != nil {
+		return err
+	}
+	fmt.Fprint(d.Out, d.cluster.Summary())
+	fmt.Fprintf(d.Out, "    this node's release: %s; this u7s carries %s\n", orNone(d.from), release.Carried())
+	if d.Flow == FlowUpgradeApply {
+		err = upgrade.CheckApply(d.cluster, n.NodeName, d.apiServer(), target)
+	} else {
+		err = upgrade.CheckNode(d.cluster, n.NodeName, d.apiServer(), target)
+	}
+	if err == nil && d.Flow == FlowUpgradeApply {
+		err = upgrade.CheckCarried(target, release.Carried())
+	}
+	if errors.Is(err, upgrade.ErrUpToDate) && d.from == target {
+		d.step("node %s runs %s already: nothing to do", n.NodeName, target)
+		d.done = true
+		return nil
+	}
+	if err != nil && !errors.Is(err, upgrade.ErrUpToDate) {
+		return fmt.Errorf("%w\nnothing was changed", err)
+	}
+	if err := upgrade.CheckCarried(target, release.Carried()); err != nil {
+		return fmt.Errorf("%w\nnothing was changed", err)
+	}
+	if err := d.checkImages(); err != nil {
+		return err
+	}
+	if !d.O.Yes {
+		fmt.Fprintf(d.Out, "This drains node %s, upgrades it to Kubernetes %s and restarts it. Type yes to go on: ", n.NodeName, target)
+		answer, _ := bufio.NewReader(d.In).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			return errors.New("not confirmed; nothing was changed")
+		}
+	}
+	return nil
+}
+
+// checkImages: the registry the node uses has the target's images, signed when the node
+// runs only signed images.
+func (d *UpgradeData) checkImages() error {
+	res, err := registry.Resolve(registry.Source{Env: func(string) (string, bool) { return d.node.Registry, true }})
+	if err != nil {
+		return err
+	}
+	refs := registry.Refs(res.Images())
+	d.step("checking that %s has the %d images of %s", d.node.Registry, len(refs), d.O.Version)
+	missing, err := registry.Check(d.Ctx, refs)
+	if err != nil {
+		return fmt.Errorf("checking the images: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the registry lacks %d image(s) of %s; nothing was changed:\n  %s\npush them first (u7s images load, or u7s images build --push)",
+			len(missing), d.O.Version, strings.Join(missing, "\n  "))
+	}
+	if d.node.ImageSigningKey != "" {
+		refused, err := signing.Verify(d.Ctx, refs, d.node.ImageSigningKey)
+		if err != nil {
+			return fmt.Errorf("checking the images' signatures: %w", err)
+		}
+		if len(refused) > 0 {
+			return fmt.Errorf("the node would refuse %d image(s) of %s, not signed with %s; nothing was changed:\n  %s\nsign them (u7s images sign)",
+				len(refused), d.O.Version, d.node.ImageSigningKey, strings.Join(refused, "\n  "))
+		}
+	}
+	return nil
+}
+
+func upgradeSnapshotPhase() workflow.Phase {
+	return upgradePhase("snapshot", "On a control plane, save an etcd snapshot to go back to (into "+etcdbackup.Dir+")", func(d *UpgradeData) error {
+		if d.node.Role != config.ControlPlane || d.O.NoSnapshot {
+			return nil
+		}
+		name := fmt.Sprintf("pre-upgrade-%s-%s.db", d.O.Version, time.Now().UTC().Format("20060102T150405Z"))
+		file := filepath.Join(etcdbackup.Dir, name)
+		d.step("saving an etcd snapshot before the upgrade: %s", file)
+		if err := os.MkdirAll(etcdbackup.Dir, 0o700); err != nil {
+			return err
+		}
+		info, err := etcdbackup.Save(d.Ctx, etcdbackup.Endpoint{Address: fmt.Sprintf("%s:2379", d.node.AdvertiseAddress), PKIDir: paths.KubernetesDir + "/pki"}, file)
+		if err != nil {
+			return fmt.Errorf("saving an etcd snapshot (--no-snapshot to go on without): %w", err)
+		}
+		fmt.Fprintf(d.Out, "    revision %d, %d bytes\n", info.Revision, info.Size)
+		return nil
+	})
+}
+
+func upgradeDrainPhase() workflow.Phase {
+	return upgradePhase("drain", "Take the cluster-wide maintenance lock: a control plane's coordinator cordons and drains the node (PodDisruptionBudgets respected)", func(d *UpgradeData) error {
+		d.step("asking for the cluster-wide maintenance lock (one node at a time); the coordinator cordons and drains %s", d.node.NodeName)
+		start := time.Now()
+		d.Locked = true
+		if err := maintenance.Acquire(d.Ctx, d.cs, d.node.NodeName, maintenance.ReasonUpgrade, d.O.LockTimeout, d.Out); err != nil {
+			d.Locked = false
+			return err
+		}
+		fmt.Fprintf(d.Out, "    lock held, node drained (%.0fs)\n", time.Since(start).Seconds())
+		return nil
+	})
+}
+
+func upgradeKubeadmPhase() workflow.Phase {
+	return upgradePhase("kubeadm", "Run kubeadm upgrade apply (first control plane) or kubeadm upgrade node inside the namespace", func(d *UpgradeData) error {
+		o, err := node.LookupOwner()
+		if err != nil {
+			return err
+		}
+		args := []string{"kubeadm", "upgrade", "node"}
+		if d.Flow == FlowUpgradeApply {
+			args = []string{"kubeadm", "upgrade", "apply", d.O.Version, "--yes"}
+		}
+		if d.O.Verbosity > 0 {
+			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
+		}
+		d.step("running %s inside the namespace", strings.Join(args, " "))
+		start := time.Now()
+		if err := runInNode(o, args...); err != nil {
+			return fmt.Errorf("%s failed (kubeadm put back what it changed; logs: %s): %w", strings.Join(args, " "), paths.LogDir, err)
+		}
+		fmt.Fprintf(d.Out, "    done (%.0fs)\n", time.Since(start).Seconds())
+		return nil
+	})
+}
+
+func upgradeReleasePhase() workflow.Phase {
+	return upgradePhase("release", "Point the node at this u7s's release (kubelet, cri-o, pinns, runc in "+paths.ReleasesDir+")", func(d *UpgradeData) error {
+		s := release.Default()
+		d.step("switching node %s from release %s to %s", d.node.NodeName, orNone(d.from), d.O.Version)
+		if err := s.Import(d.Ctx, d.O.Version); err != nil {
+			return err
+		}
+		return s.Use(d.O.Version)
+	})
+}
+
+func upgradeRestartPhase() workflow.Phase {
+	return upgradePhase("restart", "Restart the node with the new release and wait until it is Ready at the new version", func(d *UpgradeData) error {
+		d.step("restarting the node")
+		start := time.Now()
+		if err := node.StopNode(d.Ctx, d.node.Service); err != nil {
+			return fmt.Errorf("stopping the node: %w", err)
+		}
+		o, err := node.LookupOwner()
+		if err != nil {
+			return err
+		}
+		if err := Prepare(d.node); err != nil {
+			return err
+		}
+		if _, err := node.Start(d.Ctx, d.node.Service, o); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, 5*time.Minute)
+		defer cancel()
+		if err := waitKubelet(ctx, d.cs, d.node.NodeName, d.O.Version); err != nil {
+			return err
+		}
+		if err := kube.WaitNodeReady(ctx, d.cs, d.node.NodeName, d.Out); err != nil {
+			return err
+		}
+		fmt.Fprintf(d.Out, "    node %s runs kubelet %s (%.0fs)\n", d.node.NodeName, d.O.Version, time.Since(start).Seconds())
+		return nil
+	})
+}
+
+// waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.
+func waitKubelet(ctx context.Context, cs kubernetes.Interface, name, v string) error {
+	for {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err == nil && n.Status.NodeInfo.KubeletVersion == v && kube.NodeReady(n) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			got := "unknown"
+			if n != nil {
+				got = n.Status.NodeInfo.KubeletVersion
+			}
+			return fmt.Errorf("node %s did not come back Ready with kubelet %s (it reports %s): see %s/kubelet.log", name, v, got, paths.LogDir)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func upgradeUncordonPhase() workflow.Phase {
+	return upgradePhase("uncordon", "Give the lock back: the coordinator uncordons the node; keep the previous release, drop older ones", func(d *UpgradeData) error {
+		d.step("giving the maintenance lock back; the coordinator uncordons %s", d.node.NodeName)
+		if err := maintenance.Release(d.Ctx, d.cs, d.node.NodeName); err != nil {
+			return err
+		}
+		d.Locked = false
+		ctx, cancel := context.WithTimeout(d.Ctx, 2*time.Minute)
+		defer cancel()
+		if err := waitUncordoned(ctx, d.cs, d.node.NodeName); err != nil {
+			return err
+		}
+		if err := release.Default().Prune(d.from); err != nil {
+			fmt.Fprintf(d.Out, "    warning: removing old releases: %v\n", err)
+		}
+		fmt.Fprintf(d.Out, "\nNode %s runs Kubernetes %s.\n", d.node.NodeName, d.O.Version)
+		if d.Flow == FlowUpgradeApply {
+			fmt.Fprintf(d.Out, "Next: u7s upgrade node on every other control plane, then on every worker, one after the other.\n")
+		}
+		return nil
+	})
+}
+
+func waitUncordoned(ctx context.Context, cs kubernetes.Interface, name string) error {
+	for {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err == nil && !n.Spec.Unschedulable && n.Annotations[maintenance.ApprovedAnnotation] == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s is still cordoned: no control plane's coordinator finished the maintenance (see /var/log/u7s/supervisor.log there); kubectl uncordon %s undoes it by hand", name, name)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// UndoUpgrade withdraws a failed upgrade's lock request: the coordinator uncordons the node
+// once it is Ready. Run again, the upgrade goes on from where it stopped.
+func (d *UpgradeData) UndoUpgrade() error {
+	if !d.Locked {
+		return nil
+	}
+	return maintenance.Release(context.Background(), d.cs, d.node.NodeName)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+
