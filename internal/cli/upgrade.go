@@ -137,4 +137,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-

@@ -95,7 +95,9 @@ func NewUpgradeData(ctx context.Context, flow string, o UpgradeOptions, in io.Re
 	return &UpgradeData{Ctx: ctx, In: in, Out: out, Flow: flow, O: o}, nil
 }
 
-func (d *UpgradeData) step(format string, args ...any) { fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...) }
+func (d *UpgradeData) step(format string, args ...any) {
+	fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...)
+}
 
 // apiServer is this node's API server address, "" on a worker.
 func (d *UpgradeData) apiServer() string {
@@ -392,5 +394,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-

@@ -104,7 +104,6 @@ func TestCheckJoin(t *testing.T) {
 	wantErr(t, CheckJoin("v1.35.4", "v1.35.8"), "newer than the cluster's control plane (v1.35.4)")
 }
 
-
 func TestMakePlan(t *testing.T) {
 	c := before()
 	c.Kubelets["w1"] = "v1.35.4"
