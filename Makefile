@@ -49,7 +49,7 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 # -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.
 U7S_LDFLAGS = -s -w -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
 
-.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags print-u7s-tags deb rpm images-archive
+.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags print-u7s-tags deb rpm images-archive previous-release
 
 all: u7s components
 

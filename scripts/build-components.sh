@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=../internal/version/versions.env
+# shellcheck source-path=SCRIPTDIR source=../internal/version/versions.env
 . internal/version/versions.env
 
 OUT=$ROOT/_output

@@ -17,6 +17,7 @@ import (
 	"github.com/u7s/u7s/internal/nsinit"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/phases"
+	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/supervisor"
 )
 
@@ -204,6 +205,7 @@ func newStatusCommand() *cobra.Command {
 			fmt.Fprintf(out, "registry:    %s\n", n.Registry)
 			fmt.Fprintf(out, "cgroups:     %s: %s\n", n.Cgroup, n.Cgroup.Description())
 			fmt.Fprintf(out, "endpoint:    %s\n", n.Endpoint)
+			fmt.Fprintf(out, "release:     %s\n", releaseStatus())
 			if n.Service {
 				fmt.Fprintf(out, "runs as:     systemd unit u7s.service (systemctl status u7s)\n")
 			} else {
@@ -234,4 +236,18 @@ func newStatusCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// releaseStatus is the Kubernetes release the node runs, and whether this u7s carries another.
+func releaseStatus() string {
+	cur, err := release.Default().Current()
+	switch {
+	case err != nil:
+		return err.Error()
+	case cur == "":
+		return "none recorded (made by an older u7s)"
+	case cur != release.Carried():
+		return fmt.Sprintf("Kubernetes %s; this u7s carries %s: u7s upgrade plan", cur, release.Carried())
+	}
+	return "Kubernetes " + cur
 }

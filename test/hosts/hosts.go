@@ -202,10 +202,16 @@ func EnsureNodeImage() error {
 }
 
 // installU7s installs u7s into a host's root the way a user does: apt-get install of the .deb
-// that make deb built (scripts/hosts.sh makes it first), its dependencies already there from
-// the node image; without a .deb, the install layout (scripts/install.sh, DESTDIR).
-func installU7s(root string) error {
+// that make deb built (scripts/hosts.sh makes it first), or deb, its dependencies already there
+// from the node image; without a .deb, the install layout (scripts/install.sh, DESTDIR).
+func installU7s(root, deb string) error {
 	debs, _ := filepath.Glob(filepath.Join(Root(), "_output/u7s_*.deb"))
+	if deb != "" {
+		if _, err := os.Stat(deb); err != nil {
+			return err
+		}
+		debs = []string{deb}
+	}
 	if len(debs) == 0 {
 		cmd := exec.Command(filepath.Join(Root(), "scripts/install.sh"))
 		cmd.Env = append(os.Environ(), "DESTDIR="+root)
@@ -214,7 +220,7 @@ func installU7s(root string) error {
 		}
 		return nil
 	}
-	deb := debs[len(debs)-1]
+	deb = debs[len(debs)-1]
 	if err := run("cp", deb, filepath.Join(root, "root/u7s.deb")); err != nil {
 		return err
 	}
@@ -293,6 +299,8 @@ type Options struct {
 	OwnRegistry bool
 	// Fresh hosts have nothing of u7s: no runtime packages, no u7s installed.
 	Fresh bool
+	// Deb is the u7s package to install instead of this tree's _output/u7s_*.deb.
+	Deb string
 }
 
 // Up makes each named host (once) and boots it, waiting until its systemd runs.
@@ -384,7 +392,7 @@ func create(name string, o Options) error {
 	}
 	// After the host's files: the package's install script creates u7s-admin by its login.defs.
 	if !o.Fresh {
-		if err := installU7s(root); err != nil {
+		if err := installU7s(root, o.Deb); err != nil {
 			return err
 		}
 	}

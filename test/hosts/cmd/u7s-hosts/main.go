@@ -13,9 +13,10 @@ import (
 )
 
 const usage = `usage: scripts/hosts.sh COMMAND
-  up [--fresh] [--own-registry] [--bind SRC[:DST]]... [--bind-ro SRC[:DST]]... NAME...
+  up [--fresh] [--own-registry] [--deb FILE] [--bind SRC[:DST]]... [--bind-ro SRC[:DST]]... NAME...
                         make (once) and boot Debian 12 hosts with u7s installed (the node's
                         packages and this tree's build); --fresh: nothing of u7s at all;
+                        --deb: that package instead of this tree's (an older release);
                         registry.local is this machine unless --own-registry
   ip NAME               the host's address
   leader NAME           the pid of the host's init (for nsenter from this machine)
@@ -67,6 +68,9 @@ func run(args []string) (int, error) {
 				} else {
 					o.BindsRO = append(o.BindsRO, args[i+1])
 				}
+				i++
+			case a == "--deb" && i+1 < len(args):
+				o.Deb = args[i+1]
 				i++
 			case a == "--own-registry":
 				o.OwnRegistry = true
