@@ -20,6 +20,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
@@ -269,6 +270,9 @@ func upgradeKubeadmPhase() workflow.Phase {
 		if d.Flow == FlowUpgradeApply {
 			args = []string{"kubeadm", "upgrade", "apply", d.O.Version, "--yes"}
 		}
+		// The node's own kubelet settings, as at init and join: kubeadm rewrites the kubelet's
+		// configuration from the cluster's and would drop them.
+		args = append(args, "--patches", kubeadm.PatchesDir)
 		if d.O.Verbosity > 0 {
 			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
 		}

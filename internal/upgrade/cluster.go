@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -18,8 +17,8 @@ import (
 
 // Read asks the cluster what it runs, with a node's credentials or the admin's:
 // kubeadm-config's version, every API server's /version (the endpoints of the kubernetes
-// Service, each asked directly, as a node's kubelet talks to whichever the balancer picks) and
-// the kubelets (every node when the credentials may list them, else self's).
+// Service, each asked directly: through a balancer a node talks to any of them) and the
+// kubelets (every node when the credentials may list them; a node may read only its own).
 func Read(ctx context.Context, cfg *rest.Config, self string) (Cluster, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -43,26 +42,32 @@ func Read(ctx context.Context, cfg *rest.Config, self string) (Cluster, error) {
 	} else {
 		return c, fmt.Errorf("listing the nodes: %w", err)
 	}
-	slices, err := cs.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
+	// The Endpoints of the kubernetes Service, which the API servers keep themselves: a node
+	// may get them (not list EndpointSlices). Deprecated, still served; the warning says nothing here.
+	quiet := rest.CopyConfig(cfg)
+	quiet.WarningHandler = rest.NoWarnings{}
+	qcs, err := kubernetes.NewForConfig(quiet)
 	if err != nil {
-		return c, fmt.Errorf("listing the API servers (EndpointSlices of the kubernetes Service): %w", err)
+		return c, err
 	}
-	for _, s := range slices.Items {
+	ep, err := qcs.CoreV1().Endpoints(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		return c, fmt.Errorf("reading the API servers' addresses (Endpoints default/kubernetes): %w", err)
+	}
+	for _, sub := range ep.Subsets {
 		port := 0
-		for _, p := range s.Ports {
-			if p.Port != nil && (p.Name == nil || *p.Name == "https") {
-				port = int(*p.Port)
+		for _, p := range sub.Ports {
+			if p.Name == "" || p.Name == "https" {
+				port = int(p.Port)
 			}
 		}
-		for _, e := range s.Endpoints {
-			for _, ip := range e.Addresses {
-				addr := net.JoinHostPort(ip, strconv.Itoa(port))
-				v, err := serverVersion(cfg, addr)
-				if err != nil {
-					return c, fmt.Errorf("asking the API server at %s its version: %w", addr, err)
-				}
-				c.APIServers[addr] = v
+		for _, a := range sub.Addresses {
+			addr := net.JoinHostPort(a.IP, strconv.Itoa(port))
+			v, err := serverVersion(cfg, addr)
+			if err != nil {
+				return c, fmt.Errorf("asking the API server at %s its version: %w", addr, err)
 			}
+			c.APIServers[addr] = v
 		}
 	}
 	if len(c.APIServers) == 0 {

@@ -675,4 +675,65 @@ spec:
 			t.Errorf("systemd-analyze verify u7s.service: %v\n%s", err, out)
 		}
 	})
+
+	t.Run("etcd restore on three control planes: h1 restored alone, h2 and h3 reset and join again", func(t *testing.T) {
+		mustKc(t, "h1", "create", "configmap", "before-snapshot", "--from-literal=k=v")
+		mustOnHost(t, "h1", "u7s etcd snapshot save /root/cluster.db")
+		mustKc(t, "h1", "create", "configmap", "after-snapshot", "--from-literal=k=v")
+		start := time.Now()
+		out, err := onHost(t, "h1", "u7s etcd snapshot restore /root/cluster.db --yes")
+		t.Logf("FIGURE restore on h1 of three control planes, to h1 Ready: %.0f s\n%s", time.Since(start).Seconds(), tail(out, 12))
+		if err != nil {
+			t.Fatalf("restore on h1: %v", err)
+		}
+		// The restored member is alone; the others leave and join again.
+		for _, h := range []string{"h2", "h3"} {
+			if out, err := onHost(t, h, "u7s reset"); err != nil {
+				t.Fatalf("u7s reset on %s after the restore: %v\n%s", h, err, tail(out, 20))
+			}
+		}
+		if members := mustOnHost(t, "h1", "u7s etcd members"); strings.TrimSpace(members) != "h1 https://"+ip["h1"]+":2380" {
+			t.Errorf("the restored cluster's members are not h1 alone:\n%s", members)
+		}
+		worker := joinLine(t, mustOnHost(t, "h1", "u7s token create --print-join-command"), false)
+		keyOut := strings.Split(strings.TrimSpace(mustOnHost(t, "h1", "u7s init phase upload-certs --upload-certs")), "\n")
+		cp := worker + " --control-plane --certificate-key " + strings.TrimSpace(keyOut[len(keyOut)-1]) + " --image-signing-key " + hostSigningKey
+		for _, h := range []string{"h2", "h3"} {
+			if out, err := onHost(t, h, cp); err != nil {
+				t.Fatalf("%s joins the restored cluster: %v\n%s", h, err, tail(out, 30))
+			}
+		}
+		nodesReady(t, "h1", 3*time.Minute, "h1", "h2", "h3")
+		t.Logf("FIGURE restore of three control planes until all three are Ready again: %.0f s", time.Since(start).Seconds())
+		members := mustOnHost(t, "h1", "u7s etcd members")
+		for _, h := range []string{"h1", "h2", "h3"} {
+			if !strings.Contains(members, h+" https://"+ip[h]+":2380") {
+				t.Errorf("%s is not an etcd member after the rejoin:\n%s", h, members)
+			}
+		}
+		// Every control plane's own API server serves the snapshot's state.
+		for _, h := range []string{"h1", "h2", "h3"} {
+			kcOwn := func(args ...string) (string, error) {
+				return onHost(t, h, "kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://"+ip[h]+":6443 "+shellQuote(args))
+			}
+			if out, err := kcOwn("get", "configmap", "before-snapshot"); err != nil {
+				t.Errorf("%s: what existed before the snapshot is gone: %v\n%s", h, err, out)
+			}
+			if out, err := kcOwn("get", "configmap", "after-snapshot"); err == nil || !strings.Contains(out, "NotFound") {
+				t.Errorf("%s: what was made after the snapshot is still there: %v\n%s", h, err, out)
+			}
+		}
+		eventually(t, "kube-system running", 3*time.Minute, func() error {
+			out, err := kc(t, "h1", "get", "pods", "-n", "kube-system", "--no-headers")
+			if err != nil {
+				return err
+			}
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(l); len(f) < 3 || f[2] != "Running" {
+					return fmt.Errorf("not running: %s", l)
+				}
+			}
+			return nil
+		})
+	})
 }
