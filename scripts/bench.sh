@@ -121,3 +121,16 @@ nsrun b1 iperf3 -s -1 -p 15301 >/dev/null 2>&1 &
 sleep 0.5
 hosts=$(nsrun b2 iperf3 -c "$b1_ip" -p 15301 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
 awk -v p="$pod" -v h="$hosts" 'BEGIN { printf "pod-to-pod-across-hosts-gbps: %.2f  host-to-host-gbps: %.2f  ratio: %.2f\n", p, h, p / h }'
+scripts/hosts.sh down b1 b2 >/dev/null
+trap - EXIT
+
+# Day-2 (issue 11): the end-to-end tests that do them measure them; their FIGURE lines. The
+# upgrade of a control plane and a worker from the previous release (make previous-release),
+# an etcd snapshot save and restore (TestNode: the etcd's size is printed with it), a restore of
+# three control planes, and coordinated reboots of two workers (from the sentinel to back in
+# service). The node of this host is made again by TestNode.
+echo "== day-2 figures (end-to-end tests; about 25 minutes)"
+make deb previous-release >/dev/null
+go test -tags "e2e $(make -s --no-print-directory print-u7s-tags)" -count=1 -v -timeout 60m \
+	-run 'TestUpgrade|TestNode/etcd_snapshot|TestCluster/(init|coordinated|etcd_restore)' ./test/e2e/ 2>&1 |
+	grep -E 'FIGURE|^(--- |FAIL|ok)' | sed 's/^ *//'

@@ -172,7 +172,7 @@ func approveServingCerts(ctx context.Context) {
 	}
 }
 
-// coordinateMaintenance grants the nodes' maintenance requests (coordinated reboots) one at a
+// coordinateMaintenance grants the nodes' maintenance requests (coordinated reboots, upgrades) one at a
 // time, on every control plane (they share the Lease).
 func coordinateMaintenance(ctx context.Context, self string) {
 	cs := apiClient(ctx, "the maintenance coordinator", kube.Admin)
