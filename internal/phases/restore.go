@@ -30,8 +30,8 @@ type RestoreOptions struct {
 // RestoreEtcd puts a control plane's etcd back to a snapshot: it checks the file before it
 // stops anything, asks, stops the node, restores into a new data directory with a new cluster
 // identity (this member alone), keeps the old one beside it, and starts the node again. Other
-// control planes of the cluster must then leave and join again (u7s reset, u7s join
-// --control-plane): their members belong to the old cluster.
+// control planes leave before (u7s reset) and join again after (u7s join --control-plane):
+// their members belong to the old cluster; their Nodes in the snapshot are removed.
 func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
