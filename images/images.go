@@ -45,10 +45,15 @@ type Link struct {
 	Target string
 }
 
-// Busybox adds the host's static busybox and links to its applets.
+// Busybox adds a static busybox and links to its applets. An applet is not linked where the
+// image has a real command of that name on its PATH: upstream's images run their tools
+// (OpenBSD nc, iproute2's ip), not busybox's.
 type Busybox struct {
-	// Applets to link in Dir; nil links every applet of `busybox --list`.
+	// Applets to link next to BusyboxPath; nil links every applet of `busybox --list`.
 	Applets []string
+	// Binary names a busybox in --bin-dir (`make components`) to carry instead of the host's:
+	// the test images carry the busybox of upstream's test images.
+	Binary string
 }
 
 // BusyboxSrc is the host busybox the images carry: Debian's busybox-static.
@@ -59,6 +64,26 @@ const BusyboxPackage = "busybox-static"
 
 // BusyboxPath is where busybox and its applet links go in an image.
 const BusyboxPath = "/bin/busybox"
+
+// DataFile is a file of --bin-dir copied into the image as data (not checked as an executable).
+type DataFile struct {
+	Name string
+	Path string
+	Mode uint32
+}
+
+// Account is a user of the image's /etc/passwd, with its group, and more groups it belongs to.
+type Account struct {
+	Name     string
+	UID, GID int
+	Groups   []Group
+}
+
+// Group is a group of the image's /etc/group.
+type Group struct {
+	Name string
+	GID  int
+}
 
 // Config is the part of the OCI image config that says how a container starts.
 type Config struct {
@@ -82,14 +107,19 @@ type Spec struct {
 	// registry host, not under the platform path of --registry.
 	Test      bool
 	Binaries  []Binary
+	DataFiles []DataFile
 	HostFiles []HostFile
 	Links     []Link
-	Busybox   *Busybox
-	Config    Config
+	Dirs      []Dir
+	// Files are generated files of this image only.
+	Files    []File
+	Accounts []Account
+	Busybox  *Busybox
+	Config   Config
 }
 
 // Reference is the image's full name under registry, e.g. "registry.local/k8s-p10/pause:3.10.1"
-// or, for a test image, "registry.local/library/busybox:1.35.0".
+// or, for a test image, "registry.local/e2e-test-images/busybox:1.37.0-1".
 func (s Spec) Reference(registry string) string {
 	prefix := strings.TrimSuffix(registry, "/")
 	if s.Test {
@@ -239,27 +269,88 @@ func All() []Spec {
 			Config:  Config{Entrypoint: []string{"/opt/bin/flanneld"}, Env: []string{"PATH=" + Path}},
 		},
 		{
+			// Upstream's e2e-test-images/busybox is the busybox image of its version.
 			Name:       "busybox",
-			Repository: "library/busybox",
+			Repository: "e2e-test-images/busybox",
 			Tag:        version.Pinned.BusyboxTag,
 			Test:       true,
-			Busybox:    &Busybox{},
+			Busybox:    &Busybox{Binary: TestBusybox},
 			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
 		},
-		{
-			Name:       "agnhost",
-			Repository: "e2e-test-images/agnhost",
-			Tag:        version.Pinned.AgnhostTag,
-			Test:       true,
-			Binaries:   []Binary{{Name: "agnhost", Path: "/agnhost"}},
-			// Upstream's agnhost carries iperf; make bench measures pod-to-pod throughput with it.
-			HostFiles: []HostFile{{Src: "/usr/bin/iperf3", Path: "/usr/bin/iperf3", Package: "iperf3"}},
-			// e2e tests exec shell commands in agnhost containers.
-			Busybox: &Busybox{},
-			Config:  Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=" + Path}},
-		},
+		agnhost(),
 	}
 }
+
+// TestBusybox is the busybox of the test images in --bin-dir: the version of upstream's
+// test images (BUSYBOX_VERSION), which `make components` takes from Debian's busybox-static.
+const TestBusybox = "busybox"
+
+// AgnhostUser and AgnhostGroup are the account and group upstream's agnhost Dockerfile adds
+// (adduser -u 1000 -D user-defined-in-image; addgroup -g 50000 group-defined-in-image); the
+// e2e tests of image-defined users run as them.
+var (
+	AgnhostGroup = Group{Name: "group-defined-in-image", GID: 50000}
+	AgnhostUser  = Account{Name: "user-defined-in-image", UID: 1000, GID: 1000, Groups: []Group{AgnhostGroup}}
+)
+
+// agnhost is upstream's e2e-test-images/agnhost (test/images/agnhost/Dockerfile): the agnhost
+// binary on busybox, with the tools its Dockerfile installs from Alpine (bind-tools, curl,
+// netcat-openbsd, iproute2, iperf, bash), taken from their Debian packages here, CoreDNS,
+// porter's TLS pair, the /uploads of netexec, the agnhost-2 link of the entrypoint tests and
+// the image-defined user. Left out: /var/registry, a copy of images from the internet that
+// only the tests of a fake registry use.
+func agnhost() Spec {
+	tool := func(src, dst, pkg string) HostFile { return HostFile{Src: src, Path: dst, Package: pkg} }
+	return Spec{
+		Name:       "agnhost",
+		Repository: "e2e-test-images/agnhost",
+		Tag:        version.Pinned.AgnhostTag,
+		Test:       true,
+		Binaries: []Binary{
+			{Name: "agnhost", Path: "/agnhost"},
+			// Upstream's Dockerfile unpacks a CoreDNS release at /; DNS tests run it.
+			{Name: "coredns", Path: "/coredns"},
+		},
+		// porter serves TLS from its working directory with these.
+		DataFiles: []DataFile{
+			{Name: AgnhostPorterCert, Path: "/localhost.crt", Mode: 0o644},
+			{Name: AgnhostPorterKey, Path: "/localhost.key", Mode: 0o644},
+		},
+		HostFiles: []HostFile{
+			tool("/usr/bin/dig", "/usr/bin/dig", "bind9-dnsutils"),
+			tool("/usr/bin/nslookup", "/usr/bin/nslookup", "bind9-dnsutils"),
+			tool("/usr/bin/host", "/usr/bin/host", "bind9-host"),
+			tool("/usr/bin/curl", "/usr/bin/curl", "curl"),
+			tool("/bin/nc.openbsd", "/usr/bin/nc", "netcat-openbsd"),
+			tool("/bin/ip", "/sbin/ip", "iproute2"),
+			tool("/bin/ss", "/usr/sbin/ss", "iproute2"),
+			tool("/usr/bin/iperf", "/usr/bin/iperf", "iperf"),
+			// make bench measures pod-to-pod throughput with iperf3.
+			tool("/usr/bin/iperf3", "/usr/bin/iperf3", "iperf3"),
+			tool("/bin/bash", "/bin/bash", "bash"),
+			{Src: "/etc/ssl/certs/ca-certificates.crt", Path: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates", Optional: true},
+			{Src: "/etc/services", Path: "/etc/services", Package: "netbase", Optional: true},
+			{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
+		},
+		Links: []Link{
+			{Path: "/agnhost-2", Target: "agnhost"},
+			{Path: "/usr/local/bin/iperf", Target: "/usr/bin/iperf"},
+		},
+		Dirs: []Dir{{Path: "/uploads", Mode: 0o755}},
+		// glibc's tools resolve names as musl does in upstream's image: /etc/hosts, then DNS.
+		Files:    []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}},
+		Accounts: []Account{AgnhostUser},
+		Busybox:  &Busybox{Binary: TestBusybox},
+		Config:   Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=" + Path}},
+	}
+}
+
+// AgnhostPorterCert and AgnhostPorterKey are porter's TLS pair in --bin-dir, copied there
+// from the pinned Kubernetes' test/images/agnhost/porter by `make components`.
+const (
+	AgnhostPorterCert = "agnhost-localhost.crt"
+	AgnhostPorterKey  = "agnhost-localhost.key"
+)
 
 // Lookup returns the image named name.
 func Lookup(name string) (Spec, bool) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	imageutils "k8s.io/kubernetes/test/utils/image"
+
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -22,7 +24,7 @@ func TestReference(t *testing.T) {
 		{pause, "registry.local/k8s-p10", "registry.local/k8s-p10/pause:" + version.Pinned.PauseImageTag},
 		{pause, "registry.local/k8s-p10/", "registry.local/k8s-p10/pause:" + version.Pinned.PauseImageTag},
 		{apiserver, "registry.altlinux.org/k8s-c10f1", "registry.altlinux.org/k8s-c10f1/kube-apiserver:" + version.Pinned.Kubernetes},
-		{busybox, "registry.local/k8s-p10", "registry.local/library/busybox:" + version.Pinned.BusyboxTag},
+		{busybox, "registry.local/k8s-p10", "registry.local/e2e-test-images/busybox:" + version.Pinned.BusyboxTag},
 		{agnhost, "registry.local:5000/k8s-p10", "registry.local:5000/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag},
 		{agnhost, "registry.local", "registry.local/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag},
 	}
@@ -47,6 +49,22 @@ func TestTags(t *testing.T) {
 	}
 	if len(All()) != len(want) {
 		t.Errorf("%d images, want %d", len(All()), len(want))
+	}
+}
+
+// TestUpstreamTestImages: the test images are at the tags the pinned Kubernetes' e2e tests
+// pull (its test/utils/image), in the same repositories below the registry host.
+func TestUpstreamTestImages(t *testing.T) {
+	for id, name := range map[imageutils.ImageID]string{imageutils.Agnhost: "agnhost", imageutils.BusyBox: "busybox"} {
+		s, _ := Lookup(name)
+		upstream := imageutils.GetE2EImage(id) // registry.k8s.io/e2e-test-images/NAME:TAG
+		if want := "registry.k8s.io/" + s.Repository + ":" + s.Tag; upstream != want {
+			t.Errorf("%s: upstream's e2e pulls %s, u7s builds %s", name, upstream, want)
+		}
+	}
+	pause, _ := Lookup("pause")
+	if upstream, want := imageutils.GetPauseImageName(), "registry.k8s.io/pause:"+pause.Tag; upstream != want {
+		t.Errorf("upstream's e2e pulls %s, u7s builds %s", upstream, want)
 	}
 }
 

@@ -29,7 +29,7 @@ GOVERSION=$($GO env GOVERSION)
 export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
-	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench)
+	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox)
 CNI_PLUGINS=(bridge host-local loopback portmap)
 
 log() { printf '[components] %s\n' "$*" >&2; }
@@ -122,6 +122,41 @@ build_agnhost() {
 	[[ $want == "$AGNHOST_IMAGE_TAG" ]] ||
 		die "Kubernetes $KUBERNETES_VERSION ships agnhost $want but versions.env pins AGNHOST_IMAGE_TAG=$AGNHOST_IMAGE_TAG; make them equal"
 	kube_build agnhost k8s.io/kubernetes/test/images/agnhost "-X main.Version=$AGNHOST_IMAGE_TAG"
+	# porter's TLS pair, which upstream's Dockerfile adds at / (images.AgnhostPorterCert/Key).
+	local porter f
+	porter=$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+	for f in crt key; do
+		install -m 0644 "$porter/localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
+		put "agnhost-localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
+	done
+}
+
+# The test images' busybox (images.TestBusybox): upstream's e2e-test-images/busybox is busybox's
+# own image at BUSYBOX_VERSION, so this is Debian's static build of that version, busybox-static of
+# BUSYBOX_DEBIAN_SUITE, fetched by apt (which checks the archive's signatures) from this host's
+# Debian mirror into a private package list.
+build_busybox() {
+	local d=$SRC/busybox-$BUSYBOX_VERSION mirror v deb bb
+	mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+	[[ -n $mirror ]] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+	mirror=${mirror:-http://deb.debian.org/debian}
+	rm -rf "$d"
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $BUSYBOX_DEBIAN_SUITE main" >"$d/sources.list"
+	local apt=(apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+	"${apt[@]}" update
+	(cd "$d" && "${apt[@]}" download "busybox-static/$BUSYBOX_DEBIAN_SUITE")
+	deb=$(ls "$d"/busybox-static_*.deb)
+	v=$(dpkg-deb -f "$deb" Version)
+	[[ ${v#*:} == "$BUSYBOX_VERSION"-* ]] ||
+		die "Debian $BUSYBOX_DEBIAN_SUITE has busybox-static $v, not busybox $BUSYBOX_VERSION; fix BUSYBOX_VERSION/BUSYBOX_DEBIAN_SUITE in versions.env"
+	dpkg-deb -x "$deb" "$d/root"
+	for bb in "$d/root/usr/bin/busybox" "$d/root/bin/busybox"; do [[ -f $bb ]] && break; done
+	v=$("$bb" 2>&1 || true)
+	[[ ${v%%$'\n'*} == *"v$BUSYBOX_VERSION "* ]] || die "$deb's busybox does not say v$BUSYBOX_VERSION"
+	install -m 0755 "$bb" "$BIN/.busybox.tmp"
+	put busybox "$BIN/.busybox.tmp"
 }
 
 # cri-o runs on the host: cgo with libseccomp so RuntimeDefault seccomp is enforced (the pure-Go
@@ -245,6 +280,7 @@ inputs() {
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	pause) cat go.mod images/pause/*.go; echo "$PAUSE_IMAGE_TAG" ;;
+	busybox) echo "$BUSYBOX_VERSION $BUSYBOX_DEBIAN_SUITE" ;;
 	esac
 }
 
@@ -260,6 +296,7 @@ outputs() {
 data_outputs() {
 	case $1 in
 	kube-bench) echo share/kube-bench/cfg/config.yaml ;;
+	agnhost) echo bin/agnhost-localhost.crt bin/agnhost-localhost.key ;;
 	esac
 }
 
@@ -275,6 +312,7 @@ version_of() {
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	pause) echo "$PAUSE_IMAGE_TAG" ;;
+	busybox) echo "$BUSYBOX_VERSION" ;;
 	esac
 }
 

@@ -27,7 +27,8 @@ TOOLS=(
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
-	iperf3:iperf3
+	# the tools of upstream's agnhost test image (images.agnhost), copied into it
+	iperf3:iperf3 iperf:iperf bind9-dnsutils:dig,nslookup bind9-host:host netcat-openbsd:nc.openbsd bash:bash
 )
 DEPS=("${RUNTIME[@]}" "${TOOLS[@]}")
 

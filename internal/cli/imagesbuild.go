@@ -23,9 +23,9 @@ func newImagesBuildCommand() *cobra.Command {
 		Use:   "build --bin-dir DIR --registry REG [--push [--sign-key FILE] | --oci-dir DIR] [--only NAME,...] [--test-images]",
 		Short: "Assemble the node's images from locally built binaries and push them or write an OCI layout",
 		Long: "Assembles the images a u7s node runs (" + strings.Join(images.Names(), ", ") + ") from the binaries\n" +
-			"in --bin-dir and the host's iptables-nft and busybox, one layer each, without a container engine.\n" +
+			"in --bin-dir and the host's iptables-nft and tools (test images: agnhost's), one layer each, without\na container engine.\n" +
 			"Node images are named REG/<name>:<tag>; the test images busybox and agnhost go to\n" +
-			"<registry host>/library/busybox and <registry host>/e2e-test-images/agnhost.\n" +
+			"<registry host>/e2e-test-images/busybox and <registry host>/e2e-test-images/agnhost.\n" +
 			"registry.local is pushed to over plain HTTP (scripts/local-registry.sh runs one).\n" +
 			"With --sign-key every image pushed is then signed (see u7s images sign).",
 		Example: "  u7s images build --bin-dir _output/bin --registry registry.local/k8s-p10 --push --test-images\n" +

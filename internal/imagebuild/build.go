@@ -84,11 +84,21 @@ func (b *Builder) Check(specs []images.Spec) error {
 				miss.Binaries = append(miss.Binaries, p)
 			}
 		}
-		files := s.HostFiles
-		if s.Busybox != nil {
-			files = append(append([]images.HostFile{}, files...), busyboxFile)
+		bins := []string{}
+		for _, d := range s.DataFiles {
+			bins = append(bins, d.Name)
 		}
-		for _, f := range files {
+		if s.Busybox != nil && s.Busybox.Binary != "" {
+			bins = append(bins, s.Busybox.Binary)
+		}
+		for _, name := range bins {
+			p := filepath.Join(b.BinDir, name)
+			if _, err := os.Stat(p); err != nil && !seen[p] {
+				seen[p] = true
+				miss.Binaries = append(miss.Binaries, p)
+			}
+		}
+		for _, f := range hostFiles(s) {
 			if f.Optional || seen[f.Src] {
 				continue
 			}
@@ -107,16 +117,61 @@ func (b *Builder) Check(specs []images.Spec) error {
 
 var busyboxFile = images.HostFile{Src: images.BusyboxSrc, Path: images.BusyboxPath, Package: images.BusyboxPackage}
 
+// hostFiles are the host files spec takes, the host's busybox included where it takes that.
+func hostFiles(spec images.Spec) []images.HostFile {
+	files := spec.HostFiles
+	if spec.Busybox != nil && spec.Busybox.Binary == "" {
+		files = append(append([]images.HostFile{}, files...), busyboxFile)
+	}
+	return files
+}
+
+// accounts are the image's /etc/passwd and /etc/group: the base's, then the spec's own.
+func accounts(spec images.Spec) (passwd, group string) {
+	for _, f := range images.Base.Files {
+		switch f.Path {
+		case "/etc/passwd":
+			passwd = f.Content
+		case "/etc/group":
+			group = f.Content
+		}
+	}
+	members := map[string][]string{}
+	var extra []images.Group
+	for _, a := range spec.Accounts {
+		passwd += fmt.Sprintf("%s:x:%d:%d::/home/%s:/bin/sh\n", a.Name, a.UID, a.GID, a.Name)
+		group += fmt.Sprintf("%s:x:%d:\n", a.Name, a.GID)
+		for _, g := range a.Groups {
+			if _, ok := members[g.Name]; !ok {
+				extra = append(extra, g)
+			}
+			members[g.Name] = append(members[g.Name], a.Name)
+		}
+	}
+	for _, g := range extra {
+		group += fmt.Sprintf("%s:x:%d:%s\n", g.Name, g.GID, strings.Join(members[g.Name], ","))
+	}
+	return passwd, group
+}
+
 // Tree lays out the file system of spec's image.
 func (b *Builder) Tree(spec images.Spec) (*Tree, error) {
 	t := NewTree()
-	for _, d := range images.Base.Dirs {
+	for _, d := range append(append([]images.Dir{}, images.Base.Dirs...), spec.Dirs...) {
 		if err := t.Dir(d.Path, unixMode(d.Mode)); err != nil {
 			return nil, err
 		}
 	}
-	for _, f := range images.Base.Files {
-		if err := t.Data(f.Path, []byte(f.Content), fs.FileMode(f.Mode)); err != nil {
+	passwd, group := accounts(spec)
+	for _, f := range append(append([]images.File{}, images.Base.Files...), spec.Files...) {
+		content := f.Content
+		switch f.Path {
+		case "/etc/passwd":
+			content = passwd
+		case "/etc/group":
+			content = group
+		}
+		if err := t.Data(f.Path, []byte(content), fs.FileMode(f.Mode)); err != nil {
 			return nil, err
 		}
 	}
@@ -138,12 +193,31 @@ func (b *Builder) Tree(spec images.Spec) (*Tree, error) {
 		}
 	}
 
-	files := spec.HostFiles
-	if spec.Busybox != nil {
-		files = append(append([]images.HostFile{}, files...), busyboxFile)
+	for _, d := range spec.DataFiles {
+		src := filepath.Join(b.BinDir, d.Name)
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("image %s needs %s: %w; build it with `make components` or fix --bin-dir", spec.Name, src, err)
+		}
+		if err := t.File(d.Path, src, fs.FileMode(d.Mode)); err != nil {
+			return nil, err
+		}
 	}
-	for _, f := range files {
+	if bb := spec.Busybox; bb != nil && bb.Binary != "" {
+		src := filepath.Join(b.BinDir, bb.Binary)
+		if err := CheckExecutable(src); err != nil {
+			return nil, fmt.Errorf("image %s: busybox: %w; build it with `make components` or fix --bin-dir", spec.Name, err)
+		}
+		if err := t.File(images.BusyboxPath, src, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range hostFiles(spec) {
 		if err := b.addHostFile(t, f); err != nil {
+			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
+		}
+	}
+	for _, l := range links {
+		if err := t.Symlink(l.Path, l.Target); err != nil {
 			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
 		}
 	}
@@ -155,12 +229,12 @@ func (b *Builder) Tree(spec images.Spec) (*Tree, error) {
 		}
 		dir := path.Dir(images.BusyboxPath)
 		for _, a := range applets {
-			links = append(links, images.Link{Path: path.Join(dir, a), Target: path.Base(images.BusyboxPath)})
-		}
-	}
-	for _, l := range links {
-		if err := t.Symlink(l.Path, l.Target); err != nil {
-			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
+			if onPath(t, a) {
+				continue // the image's real command of that name
+			}
+			if err := t.Symlink(path.Join(dir, a), path.Base(images.BusyboxPath)); err != nil {
+				return nil, fmt.Errorf("image %s: %w", spec.Name, err)
+			}
 		}
 	}
 
@@ -253,12 +327,26 @@ func (b *Builder) addHostFile(t *Tree, f images.HostFile) error {
 	return nil
 }
 
+// onPath reports whether the tree has a command named name in a directory of images.Path.
+func onPath(t *Tree, name string) bool {
+	for _, dir := range strings.Split(images.Path, ":") {
+		if t.Has(path.Join(dir, name)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Builder) applets(bb *images.Busybox) ([]string, error) {
 	list := b.Applets
 	if list == nil {
 		list = listApplets
 	}
-	all, err := list(b.host(images.BusyboxSrc))
+	src := b.host(images.BusyboxSrc)
+	if bb.Binary != "" {
+		src = filepath.Join(b.BinDir, bb.Binary)
+	}
+	all, err := list(src)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +359,7 @@ func (b *Builder) applets(bb *images.Busybox) ([]string, error) {
 	}
 	for _, a := range bb.Applets {
 		if !have[a] {
-			return nil, fmt.Errorf("%s has no applet %q (busybox --list)", images.BusyboxSrc, a)
+			return nil, fmt.Errorf("%s has no applet %q (busybox --list)", src, a)
 		}
 	}
 	return bb.Applets, nil

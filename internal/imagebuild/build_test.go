@@ -26,7 +26,9 @@ import (
 	"github.com/u7s/u7s/images"
 )
 
-// fakeBinDir links every binary any image takes to the test executable (an x86-64 ELF file).
+// fakeBinDir links every binary any image takes to the test executable (an x86-64 ELF file),
+// the test images' busybox to the host's (a real one, for the chroot tests), and writes
+// their data files.
 func fakeBinDir(t *testing.T) string {
 	t.Helper()
 	self, err := os.Executable()
@@ -44,6 +46,19 @@ func fakeBinDir(t *testing.T) string {
 				t.Fatal(err)
 			}
 		}
+		for _, d := range s.DataFiles {
+			if err := os.WriteFile(filepath.Join(dir, d.Name), []byte(d.Name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if bb := s.Busybox; bb != nil && bb.Binary != "" {
+			p := filepath.Join(dir, bb.Binary)
+			if _, err := os.Lstat(p); err != nil {
+				if err := os.Symlink(images.BusyboxSrc, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	return dir
 }
@@ -53,6 +68,12 @@ func needHost(t *testing.T) {
 	t.Helper()
 	for _, p := range []string{"/usr/sbin/xtables-nft-multi", images.XtablesDir, "/bin/busybox"} {
 		hostFile(t, p)
+	}
+	agnhost, _ := images.Lookup("agnhost")
+	for _, f := range agnhost.HostFiles {
+		if !f.Optional {
+			hostFile(t, f.Src)
+		}
 	}
 }
 
@@ -69,7 +90,14 @@ func TestSpecTrees(t *testing.T) {
 		"pause":   {"/pause"},
 		"flannel": {"/opt/bin/flanneld", "/bin/busybox", "/bin/cp", "/usr/sbin/iptables", loader},
 		"busybox": {"/bin/busybox", "/bin/sh", "/bin/sleep", "/bin/nslookup", "/bin/wget", "/bin/dd", "/bin/id"},
-		"agnhost": {"/agnhost", "/bin/sh"},
+		"agnhost": {"/agnhost", "/agnhost-2", "/coredns", "/bin/sh", "/bin/bash", "/usr/bin/dig", "/usr/bin/host",
+			"/usr/bin/curl", "/usr/bin/nc", "/sbin/ip", "/usr/sbin/ss", "/usr/bin/iperf", "/usr/local/bin/iperf",
+			"/usr/bin/iperf3", "/uploads", "/localhost.crt", "/localhost.key", "/etc/nsswitch.conf", loader},
+	}
+	// Where a real command is on PATH, busybox's applet of that name is not linked.
+	notWant := map[string][]string{
+		"agnhost": {"/bin/nc", "/bin/ip", "/bin/nslookup"},
+		"flannel": {"/bin/sh"}, // only cp
 	}
 	for _, s := range images.All() {
 		t.Run(s.Name, func(t *testing.T) {
@@ -82,8 +110,10 @@ func TestSpecTrees(t *testing.T) {
 					t.Errorf("image %s lacks %s", s.Name, p)
 				}
 			}
-			if s.Name == "flannel" && tr.Has("/bin/sh") {
-				t.Errorf("flannel got every busybox applet, want only cp")
+			for _, p := range notWant[s.Name] {
+				if tr.Has(p) {
+					t.Errorf("image %s has %s, want it left out", s.Name, p)
+				}
 			}
 		})
 	}
@@ -218,6 +248,19 @@ func TestChroot(t *testing.T) {
 		{"flannel", []string{"cp", "/etc/passwd", "/tmp/copied"}, ""},
 		{"busybox", []string{"sh", "-c", "echo ok"}, "ok\n"},
 		{"busybox", []string{"id", "-un"}, "root\n"},
+		// The tools of upstream's agnhost, as its e2e tests run them.
+		{"agnhost", []string{"dig", "-v"}, "DiG 9"},
+		{"agnhost", []string{"host", "-V"}, "host 9"},
+		{"agnhost", []string{"nslookup", "-version"}, "nslookup 9"},
+		{"agnhost", []string{"curl", "--version"}, "libcurl"},
+		{"agnhost", []string{"nc", "-h"}, "OpenBSD netcat"},
+		{"agnhost", []string{"ip", "-V"}, "iproute2"},
+		{"agnhost", []string{"ss", "-V"}, "iproute2"},
+		{"agnhost", []string{"sh", "-c", "iperf -v 2>&1; true"}, "iperf version 2"}, // exits 1
+		{"agnhost", []string{"iperf3", "--version"}, "iperf 3"},
+		{"agnhost", []string{"bash", "-c", "echo $BASH_VERSION"}, "5."},
+		{"agnhost", []string{"sh", "-c", "id user-defined-in-image"}, "uid=1000(user-defined-in-image) gid=1000(user-defined-in-image) groups=1000(user-defined-in-image),50000(group-defined-in-image)"},
+		{"agnhost", []string{"sh", "-c", "cat /localhost.crt; test -d /uploads && echo uploads"}, "uploads"},
 	}
 	roots := map[string]string{} // extracted into the parent test's temp dir, shared by subtests
 	parent := t
@@ -374,10 +417,10 @@ func TestRunOptions(t *testing.T) {
 
 func TestRetarget(t *testing.T) {
 	for name, want := range map[string]string{
-		"registry.local/k8s-p10/kube-apiserver:v1.35.8": "site:5000/k8s-c10f1/kube-apiserver:v1.35.8",
-		"registry.local/e2e-test-images/agnhost:2.59":   "site:5000/e2e-test-images/agnhost:2.59",
-		"registry.local/library/busybox:1.35.0":         "site:5000/library/busybox:1.35.0",
-		"registry.altlinux.org/k8s-p10/coredns:v1.13.1": "site:5000/k8s-c10f1/coredns:v1.13.1",
+		"registry.local/k8s-p10/kube-apiserver:v1.35.8":   "site:5000/k8s-c10f1/kube-apiserver:v1.35.8",
+		"registry.local/e2e-test-images/agnhost:2.59":     "site:5000/e2e-test-images/agnhost:2.59",
+		"registry.local/e2e-test-images/busybox:1.37.0-1": "site:5000/e2e-test-images/busybox:1.37.0-1",
+		"registry.altlinux.org/k8s-p10/coredns:v1.13.1":   "site:5000/k8s-c10f1/coredns:v1.13.1",
 	} {
 		got, err := retarget(name, "site:5000/k8s-c10f1/")
 		if err != nil || got != want {

@@ -13,11 +13,6 @@ type Image struct {
 	Ref  string // full reference, e.g. "registry.local/k8s-p10/kube-apiserver:v1.35.8"
 }
 
-const (
-	// nativeBusyboxRepository: registry.k8s.io has no library/busybox; Docker Hub is its upstream.
-	nativeBusyboxRepository = "docker.io/library/busybox"
-)
-
 // ImageRepository is what kubeadm's ClusterConfiguration.ImageRepository must be so that kubeadm
 // names exactly the images of Images (kubeadm itself maps registry.k8s.io to coredns/coredns).
 func (r Resolution) ImageRepository() string {
@@ -53,8 +48,8 @@ func (r Resolution) PauseImage(p version.Pins) string {
 func (r Resolution) Images() []Image { return r.catalogue(false) }
 
 // TestImages are the images the node's smoke and conformance tests run, from the registry host of
-// the value: <host>/library/busybox and <host>/e2e-test-images/agnhost. For the native registry,
-// busybox comes from Docker Hub, its upstream, and agnhost from registry.k8s.io.
+// the value, where upstream's e2e tests look for them: <host>/e2e-test-images/busybox and
+// <host>/e2e-test-images/agnhost (registry.k8s.io's for the native registry).
 func (r Resolution) TestImages() []Image { return r.catalogue(true) }
 
 func (r Resolution) catalogue(test bool) []Image {
@@ -65,8 +60,6 @@ func (r Resolution) catalogue(test bool) []Image {
 		}
 		ref := s.Reference(r.ImageRepository())
 		switch {
-		case s.Test && r.Native && s.Name == "busybox":
-			ref = nativeBusyboxRepository + ":" + s.Tag
 		case s.Test:
 			ref = Host(r.Value) + "/" + s.Repository + ":" + s.Tag
 		case r.Native && s.Name == "coredns":

@@ -340,7 +340,7 @@ spec:
     spec:
       tolerations: [{operator: Exists}]
       containers:
-      - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"]}`)
+      - {name: c, image: `+busybox+`, command: [sleep, "3600"]}`)
 		mustKc(t, "h1", "rollout", "status", "deployment/web", "--timeout=180s")
 		mustKc(t, "h1", "rollout", "status", "daemonset/probe", "--timeout=180s")
 		webIP := strings.TrimSpace(mustKc(t, "h1", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}"))
@@ -388,7 +388,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: c
-    image: registry.local/library/busybox:1.35.0
+    image: `+busybox+`
     command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
     resources: {limits: {memory: 64Mi}}`)
 		eventually(t, "hog OOM-killed on h4", 90*time.Second, func() error {

@@ -20,8 +20,11 @@ import (
 	"github.com/u7s/u7s/internal/version"
 )
 
-// agnhost is the test image the workloads run, at the tag this tree pins.
-var agnhost = "registry.local/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag
+// agnhost and busybox are the test images the workloads run, at the tags this tree pins.
+var (
+	agnhost = "registry.local/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag
+	busybox = "registry.local/e2e-test-images/busybox:" + version.Pinned.BusyboxTag
+)
 
 const (
 	u7s        = "/usr/bin/u7s"
@@ -249,14 +252,14 @@ kind: Pod
 metadata: {name: as-root}
 spec:
   containers:
-  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"], securityContext: {runAsUser: 0}}
+  - {name: c, image: `+busybox+`, command: [sleep, "3600"], securityContext: {runAsUser: 0}}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: as-1000}
 spec:
   containers:
-  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3601"], securityContext: {runAsUser: 1000}}
+  - {name: c, image: `+busybox+`, command: [sleep, "3601"], securityContext: {runAsUser: 1000}}
 `)
 		kubectl(t, "wait", "--for=condition=Ready", "pod/as-root", "pod/as-1000", "--timeout=120s")
 		u, _ := user.Lookup("u7s-admin")
@@ -278,7 +281,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: c
-    image: registry.local/library/busybox:1.35.0
+    image: `+busybox+`
     command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
     resources: {limits: {memory: 64Mi}}
 `)
@@ -317,7 +320,7 @@ kind: Pod
 metadata: {name: client}
 spec:
   containers:
-  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"]}
+  - {name: c, image: `+busybox+`, command: [sleep, "3600"]}
 `)
 		kubectl(t, "rollout", "status", "deployment/web", "--timeout=120s")
 		kubectl(t, "wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
@@ -337,7 +340,55 @@ spec:
 			}
 			return nil
 		})
-		kubectl(t, "delete", "deployment/web", "service/web", "pod/client", "--now")
+		kubectl(t, "delete", "pod/client", "--now")
+	})
+
+	// The tools of upstream's test images, as upstream's e2e tests run them (issue: a busybox
+	// nc or a missing dig or curl fails those tests whatever the node does).
+	t.Run("test images carry upstream's tools: dig, curl, OpenBSD nc, iproute2, iperf, bash, busybox "+version.Pinned.BusyboxTag, func(t *testing.T) {
+		apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: tools}
+spec:
+  containers:
+  - {name: c, image: `+agnhost+`, args: [pause]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bb}
+spec:
+  containers:
+  - {name: c, image: `+busybox+`, command: [sleep, "3600"]}
+`)
+		kubectl(t, "wait", "--for=condition=Ready", "pod/tools", "pod/bb", "--timeout=120s")
+		svcIP := kubectl(t, "get", "service/web", "-o", "jsonpath={.spec.clusterIP}")
+		checks := []struct{ name, script, want string }{
+			{"dig", "dig +short +search web", svcIP},
+			{"host", "host web.default.svc.cluster.local", svcIP},
+			{"curl", "curl -sS --max-time 5 http://web/hostname", "web-"},
+			{"OpenBSD nc", "nc -v -z -w 3 web 80 2>&1", "succeeded"},
+			{"ip", "ip -o -4 addr show eth0", "inet "},
+			{"ss", "ss -ltn", "State"},
+			{"iperf", "iperf -v 2>&1; true", "iperf version 2"},
+			{"bash", "bash -c 'echo bash $BASH_VERSION'", "bash 5."},
+			{"coredns", "/coredns -version", "CoreDNS-"},
+			{"image user", "id user-defined-in-image", "groups=1000(user-defined-in-image),50000(group-defined-in-image)"},
+			{"agnhost-2, porter's TLS pair, /uploads", "/agnhost-2 --help >/dev/null && test -s /localhost.crt && test -s /localhost.key && test -d /uploads && echo present", "present"},
+		}
+		for _, c := range checks {
+			eventually(t, "agnhost's "+c.name, 30*time.Second, func() error {
+				out, err := run(t, "kubectl", "exec", "tools", "--", "sh", "-c", c.script)
+				if err != nil || c.want == "" || !strings.Contains(out, c.want) {
+					return fmt.Errorf("%s: want %q: %v: %s", c.script, c.want, err, out)
+				}
+				return nil
+			})
+		}
+		want := strings.SplitN(version.Pinned.BusyboxTag, "-", 2)[0]
+		if out := kubectl(t, "exec", "bb", "--", "sh", "-c", "busybox | head -n1"); !strings.Contains(out, "BusyBox v"+want) {
+			t.Errorf("the busybox image runs %q, want busybox %s", out, want)
+		}
+		kubectl(t, "delete", "deployment/web", "service/web", "pod/tools", "pod/bb", "--now")
 	})
 
 	testSecurity(t, nodeName(t), nodeIP(t))

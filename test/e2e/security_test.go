@@ -70,8 +70,8 @@ func testSecurity(t *testing.T, nodeName, nodeIP string) {
 	})
 
 	t.Run("Pod Security refuses a privileged pod; seccomp RuntimeDefault", func(t *testing.T) {
-		out, err := run(t, "kubectl", "run", "priv", "--image=registry.local/library/busybox:1.35.0",
-			`--overrides={"spec":{"containers":[{"name":"priv","image":"registry.local/library/busybox:1.35.0","command":["sleep","60"],"securityContext":{"privileged":true}}]}}`)
+		out, err := run(t, "kubectl", "run", "priv", "--image="+busybox,
+			`--overrides={"spec":{"containers":[{"name":"priv","image":"`+busybox+`","command":["sleep","60"],"securityContext":{"privileged":true}}]}}`)
 		if err == nil || !strings.Contains(out, `violates PodSecurity "baseline:latest": privileged`) {
 			t.Errorf("a privileged pod in default: want Pod Security's refusal, got %v: %s", err, out)
 			run(t, "kubectl", "delete", "pod", "priv", "--now")
@@ -81,7 +81,7 @@ kind: Pod
 metadata: {name: sc}
 spec:
   containers:
-  - {name: c, image: registry.local/library/busybox:1.35.0, command: [sleep, "3600"]}
+  - {name: c, image: `+busybox+`, command: [sleep, "3600"]}
 `)
 		kubectl(t, "wait", "--for=condition=Ready", "pod/sc", "--timeout=120s")
 		status := kubectl(t, "exec", "sc", "--", "cat", "/proc/1/status")
@@ -162,15 +162,15 @@ func testSignedImages(t *testing.T) {
 	t.Run("only images signed with the site's key run", func(t *testing.T) {
 		// An unsigned copy of a signed image, and one signed with another key pair.
 		must(t, "skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures",
-			"docker://registry.local/library/busybox:1.35.0", "docker://registry.local/e2e-unsigned/busybox:1.35.0")
+			"docker://"+busybox, "docker://registry.local/e2e-unsigned/busybox:1.35.0")
 		must(t, "skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures",
-			"docker://registry.local/library/busybox:1.35.0", "docker://registry.local/e2e-otherkey/busybox:1.35.0")
+			"docker://"+busybox, "docker://registry.local/e2e-otherkey/busybox:1.35.0")
 		other := t.TempDir()
 		must(t, u7s, "images", "keygen", "--dir", other)
 		must(t, u7s, "images", "sign", "--sign-key", filepath.Join(other, "u7s-signing.key"), "registry.local/e2e-otherkey/busybox:1.35.0")
 
 		for name, c := range map[string]struct{ image, event string }{
-			"signed":   {"registry.local/library/busybox:1.35.0", ""},
+			"signed":   {busybox, ""},
 			"unsigned": {"registry.local/e2e-unsigned/busybox:1.35.0", "A signature was required, but no signature exists"},
 			"otherkey": {"registry.local/e2e-otherkey/busybox:1.35.0", "SignatureValidationFailed"},
 			// Refused before the policy is asked (the name does not resolve on the node): it
