@@ -7,6 +7,8 @@
 # It replaces any u7s node on this host and leaves a fresh one running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=../internal/version/versions.env
+. internal/version/versions.env
 [ "$(id -u)" = 0 ] || { echo "make bench needs root (it runs u7s init)" >&2; exit 1; }
 make u7s components install images >/dev/null
 u7s reset >/dev/null
@@ -30,7 +32,7 @@ printf 'u7s-binary-mib: %.1f\n' "$(echo "$(stat -c %s /usr/bin/u7s) / 1048576" |
 # and throughput through the forward against the same server on the host's loopback.
 export KUBECONFIG=/etc/kubernetes/admin.conf
 node_ip=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
-kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:2.59 -- /agnhost netexec --http-port=8080 >/dev/null
+kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:$AGNHOST_IMAGE_TAG -- /agnhost netexec --http-port=8080 >/dev/null
 kubectl rollout status deployment/bench-np --timeout=120s >/dev/null
 delays=()
 for i in 1 2 3 4 5; do
@@ -95,20 +97,20 @@ t0=$(date +%s.%N)
 # shellcheck disable=SC2086 # the join command's words
 on b2 $join >/tmp/u7s-bench-b2.log 2>&1 || { tail -30 /tmp/u7s-bench-b2.log; exit 1; }
 printf 'worker-join-to-ready-seconds: %.1f\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
-on b1 bash -c 'KUBECONFIG=/etc/kubernetes/admin.conf kubectl apply -f - >/dev/null' <<'YAML'
+on b1 bash -c 'KUBECONFIG=/etc/kubernetes/admin.conf kubectl apply -f - >/dev/null' <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: iperf-server}
 spec:
   nodeName: b2
-  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:2.59, command: [iperf3, -s]}]
+  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:$AGNHOST_IMAGE_TAG, command: [iperf3, -s]}]
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: iperf-client}
 spec:
   nodeName: b1
-  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [pause]}]
+  containers: [{name: c, image: registry.local/e2e-test-images/agnhost:$AGNHOST_IMAGE_TAG, args: [pause]}]
 YAML
 kb() { on b1 env KUBECONFIG=/etc/kubernetes/admin.conf kubectl "$@"; }
 kb wait --for=condition=Ready pod/iperf-server pod/iperf-client --timeout=180s >/dev/null

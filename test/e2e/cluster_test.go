@@ -314,7 +314,7 @@ spec:
     spec:
       nodeSelector: {kubernetes.io/hostname: h4}
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 ---
 apiVersion: v1
 kind: Service
@@ -467,7 +467,7 @@ spec:
           requiredDuringSchedulingIgnoredDuringExecution:
           - {labelSelector: {matchLabels: {app: steady}}, topologyKey: kubernetes.io/hostname}
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget

@@ -28,7 +28,7 @@ spec:
     metadata: {labels: {app: keep}}
     spec:
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 `)
 		kubectl(t, "create", "configmap", "before-snapshot", "--from-literal=k=v")
 		kubectl(t, "rollout", "status", "deployment/keep", "--timeout=120s")

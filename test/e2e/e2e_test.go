@@ -16,7 +16,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/u7s/u7s/internal/version"
 )
+
+// agnhost is the test image the workloads run, at the tag this tree pins.
+var agnhost = "registry.local/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag
 
 const (
 	u7s        = "/usr/bin/u7s"
@@ -298,7 +303,7 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 ---
 apiVersion: v1
 kind: Service

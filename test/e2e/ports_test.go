@@ -83,7 +83,7 @@ spec:
     metadata: {labels: {app: e2e-np}}
     spec:
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 `)
 	kubectl(t, "rollout", "status", "deployment/e2e-np", "--timeout=120s")
 	url := fmt.Sprintf("http://%s:30080/clientip", nodeIP)

@@ -113,7 +113,7 @@ spec:
           - weight: 100
             podAffinityTerm: {labelSelector: {matchLabels: {app: steady}}, topologyKey: kubernetes.io/hostname}
       containers:
-      - {name: c, image: registry.local/e2e-test-images/agnhost:2.59, args: [netexec, --http-port=8080]}
+      - {name: c, image: `+agnhost+`, args: [netexec, --http-port=8080]}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
