@@ -97,6 +97,11 @@ rpm:
 images-archive: u7s components
 	@U7S_VERSION=$(U7S_VERSION) scripts/package.sh images
 
+# The releases the upgrade test goes through (UPGRADE_PATH in versions.env): this tree with each
+# one's versions, as _output/previous/VERSION/u7s_*.deb, their node images pushed to $(REGISTRY).
+previous-release: images
+	@REGISTRY=$(REGISTRY) scripts/previous-release.sh
+
 clean:
 	rm -rf $(OUTPUT)
 

@@ -206,7 +206,7 @@ build_flanneld() {
 }
 
 build_pause() {
-	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w" -o "$BIN/.pause.tmp" ./images/pause
+	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -X main.version=$PAUSE_IMAGE_TAG" -o "$BIN/.pause.tmp" ./images/pause
 	put pause "$BIN/.pause.tmp"
 }
 
@@ -244,7 +244,7 @@ inputs() {
 	etcd) echo "$ETCD_VERSION" ;;
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
-	pause) cat go.mod images/pause/*.go ;;
+	pause) cat go.mod images/pause/*.go; echo "$PAUSE_IMAGE_TAG" ;;
 	esac
 }
 

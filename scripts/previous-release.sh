@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
-# Builds the previous release the upgrade test starts from: this source tree with Kubernetes
-# pinned to UPGRADE_FROM_KUBERNETES (internal/version/versions.env) in go.mod and versions.env,
-# in a copy under _output/previous/src. It leaves
-#   _output/previous/u7s_<version>_<arch>.deb      the package (its version sorts before this tree's)
-# and pushes that release's control-plane images (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy at its tag), signed with the key `make images` uses.
-# The components that do not depend on Kubernetes' version are this tree's own (_output/bin);
-# the Kubernetes ones are built by the copy's `make components` (warm after the first time).
+# Builds the releases the upgrade test goes through before this one (UPGRADE_PATH in
+# internal/version/versions.env): each is this source tree, in a copy under
+# _output/previous/VERSION/src, with versions.env's values replaced by those of
+# internal/version/previous/VERSION.env and go.mod moved to that Kubernetes. Each leaves
+#   _output/previous/VERSION/u7s_<u7s version>~k8s<VERSION>-1_<arch>.deb  (sorts before this tree's)
+# and pushes its node images to $REGISTRY, signed with the key `make images` uses.
+# The copy's _output starts as this tree's (hard links), so only what the versions change is
+# built: the Kubernetes binaries always, cri-o, etcd or coredns where their versions differ.
 #   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source-path=SCRIPTDIR source=../internal/version/versions.env
 . internal/version/versions.env
-FROM=${UPGRADE_FROM_KUBERNETES:?versions.env sets no UPGRADE_FROM_KUBERNETES}
 REGISTRY=${REGISTRY:-registry.local/k8s-p10}
-PREV=$ROOT/_output/previous
-SRC=$PREV/src
-KUBE_COMPONENTS="kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl"
+# Every component but agnhost, a test image whose tag follows this tree's Kubernetes.
+COMPONENTS="kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench"
 log() { printf '[previous] %s\n' "$*" >&2; }
 die() {
 	log "error: $*"
@@ -25,42 +23,55 @@ die() {
 }
 [[ -x _output/bin/u7s && -x _output/bin/crio ]] || die "build this tree first: make u7s components"
 [[ -e _output/signing/u7s-signing.key ]] || die "no signing key: make images first"
-start=$SECONDS
 
-# The copy: every file git knows, as it is in the working tree, with Kubernetes moved back.
-log "copying the source tree into $SRC with Kubernetes $FROM"
-rm -rf "$SRC.new" && mkdir -p "$SRC.new"
-git ls-files -z | xargs -0 cp --parents -t "$SRC.new"
-cur=${KUBERNETES_VERSION#v}
-cur_minor=${cur#*.}
-old=${FROM#v}
-old_minor=${old#*.}
-sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur_minor//./\\.}\$#\1v0.${old_minor}#; s#^(\s+k8s\.io/kubernetes )v${cur//./\\.}\$#\1v${old}#" "$SRC.new/go.mod"
-grep -q "k8s.io/kubernetes v$old\$" "$SRC.new/go.mod" || die "could not pin k8s.io/kubernetes $FROM in the copy's go.mod"
-sed -i "s/^KUBERNETES_VERSION=.*/KUBERNETES_VERSION=$FROM/" "$SRC.new/internal/version/versions.env"
-(cd "$SRC.new" && GOFLAGS=-mod=mod go mod tidy) || die "go mod tidy with Kubernetes $FROM failed"
-sum=$( (cd "$SRC.new" && find . -type f ! -path './_output/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
+# build VERSION: one previous release.
+build() {
+	local from=$1 prev=$ROOT/_output/previous/$1 src overrides cur old sum version k
+	src=$prev/src
+	overrides=internal/version/previous/$from.env
+	[[ -f $overrides ]] || die "UPGRADE_PATH names $from but $overrides does not exist"
+	local start=$SECONDS
+	log "$from: copying the source tree into $src"
+	rm -rf "$src.new" && mkdir -p "$src.new"
+	git ls-files -z | xargs -0 cp --parents -t "$src.new"
+	local line
+	while IFS= read -r line; do
+		[[ -z $line || $line == \#* ]] && continue
+		k=${line%%=*}
+		grep -q "^$k=" "$src.new/internal/version/versions.env" || die "$overrides: $k is not a key of versions.env"
+		sed -i "s|^$k=.*|$line|" "$src.new/internal/version/versions.env"
+	done <"$overrides"
+	cur=${KUBERNETES_VERSION#v}
+	old=${from#v}
+	sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur#*.}\$#\1v0.${old#*.}#; s#^(\s+k8s\.io/kubernetes )v$cur\$#\1v$old#" "$src.new/go.mod"
+	grep -q "k8s.io/kubernetes v$old\$" "$src.new/go.mod" || die "could not pin k8s.io/kubernetes $from in the copy's go.mod"
+	# Staging modules that release does not have yet go (tidy drops what nothing imports).
+	(cd "$src.new" && GOFLAGS=-mod=mod go mod tidy) || die "go mod tidy with Kubernetes $from failed"
+	sum=$( (cd "$src.new" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
+	if [[ $(cat "$prev/stamp" 2>/dev/null) == "$sum" ]] && compgen -G "$prev/u7s_*.deb" >/dev/null; then
+		log "$from: built already"
+		rm -rf "$src.new"
+	else
+		rm -rf "$src"
+		mv "$src.new" "$src"
+		mkdir -p "$src/_output"
+		for k in bin stamps src share tools signing; do
+			[[ -e _output/$k ]] && cp -al "_output/$k" "$src/_output/$k"
+		done
+		version="$U7S_RELEASE~k8s$old"
+		log "$from: building u7s $version and the components its versions change"
+		make -C "$src" --no-print-directory U7S_VERSION="$version" COMPONENTS="$COMPONENTS" u7s components deb
+		rm -f "$prev"/u7s_*.deb
+		mv "$src"/_output/u7s_*.deb "$prev/"
+		echo "$sum" >"$prev/stamp"
+	fi
+	log "$from: pushing and signing its node images to $REGISTRY"
+	"$src/_output/bin/u7s" images build --bin-dir "$src/_output/bin" --registry "$REGISTRY" --push \
+		--sign-key _output/signing/u7s-signing.key
+	log "$from: done in $((SECONDS - start))s: $(ls "$prev"/u7s_*.deb)"
+}
 
-if [[ $(cat "$PREV/stamp" 2>/dev/null) == "$sum" ]] && compgen -G "$PREV/u7s_*.deb" >/dev/null; then
-	log "the previous release of this tree is built already"
-	rm -rf "$SRC.new"
-else
-	# Its _output starts as this tree's (hard links): only what Kubernetes' version changes is built.
-	rm -rf "$SRC"
-	mv "$SRC.new" "$SRC"
-	mkdir -p "$SRC/_output"
-	for d in bin stamps src share tools signing; do
-		[[ -e _output/$d ]] && cp -al "_output/$d" "$SRC/_output/$d"
-	done
-	version="$U7S_RELEASE~k8s${old}"
-	log "building u7s $version and Kubernetes $FROM's components"
-	make -C "$SRC" --no-print-directory U7S_VERSION="$version" COMPONENTS="$KUBE_COMPONENTS" u7s components deb
-	rm -f "$PREV"/u7s_*.deb
-	mv "$SRC"/_output/u7s_*.deb "$PREV/"
-	echo "$sum" >"$PREV/stamp"
-fi
-
-log "pushing and signing the control-plane images of $FROM to $REGISTRY"
-"$SRC/_output/bin/u7s" images build --bin-dir "$SRC/_output/bin" --registry "$REGISTRY" --push \
-	--only kube-apiserver,kube-controller-manager,kube-scheduler,kube-proxy --sign-key _output/signing/u7s-signing.key
-log "done in $((SECONDS - start))s: $(ls "$PREV"/u7s_*.deb)"
+IFS=, read -ra path <<<"${UPGRADE_PATH:?versions.env sets no UPGRADE_PATH}"
+for v in "${path[@]}"; do
+	build "$v"
+done

@@ -20,6 +20,8 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	make images
 	echo "== packages (the test hosts install the .deb)"
 	make deb rpm images-archive
+	echo "== the releases the upgrade test starts from (UPGRADE_PATH in versions.env)"
+	make previous-release
 	echo "== end-to-end test (replaces any u7s node on this host)"
 	go test -tags "e2e $tags" -count=1 -v -timeout 60m ./test/e2e/
 fi

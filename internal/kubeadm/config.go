@@ -198,3 +198,22 @@ func dedupe(in []string) []string {
 	}
 	return out
 }
+
+// UpgradeDocument is the UpgradeConfiguration of kubeadm upgrade apply (to version) and
+// kubeadm upgrade node: the same preflight exceptions as init and join, and this node's
+// patches, which kubeadm would otherwise drop when it rewrites the kubelet's configuration.
+func UpgradeDocument(version string) ([]byte, error) {
+	patches := &kubeadmv1.Patches{Directory: PatchesDir}
+	return marshalDocuments(&kubeadmv1.UpgradeConfiguration{
+		TypeMeta: metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "UpgradeConfiguration"},
+		Apply: kubeadmv1.UpgradeApplyConfiguration{
+			KubernetesVersion:     version,
+			IgnorePreflightErrors: IgnoredPreflightErrors,
+			Patches:               patches,
+		},
+		Node: kubeadmv1.UpgradeNodeConfiguration{
+			IgnorePreflightErrors: IgnoredPreflightErrors,
+			Patches:               patches,
+		},
+	})
+}

@@ -2,6 +2,7 @@ package kubeadm
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,6 +120,31 @@ func TestScheduleWorkloadsTaints(t *testing.T) {
 		tainted := len(cfg.NodeRegistration.Taints) > 0
 		if tainted == sched {
 			t.Errorf("schedule-workloads %v: taints %v", sched, cfg.NodeRegistration.Taints)
+		}
+	}
+}
+
+// The upgrade configuration loads with kubeadm's own loader, and keeps the node's patches and
+// the preflight exceptions init and join have.
+func TestUpgradeDocument(t *testing.T) {
+	doc, err := UpgradeDocument("v1.35.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configutil.BytesToUpgradeConfiguration(doc)
+	if err != nil {
+		t.Fatalf("kubeadm refuses the UpgradeConfiguration: %v\n%s", err, doc)
+	}
+	if cfg.Apply.KubernetesVersion != "v1.35.8" || cfg.Apply.Patches == nil || cfg.Apply.Patches.Directory != PatchesDir ||
+		cfg.Node.Patches == nil || cfg.Node.Patches.Directory != PatchesDir {
+		t.Errorf("UpgradeConfiguration = %+v", cfg)
+	}
+	for _, want := range []string{"SystemVerification", "KubeletVersion"} {
+		if !slices.Contains(cfg.Apply.IgnorePreflightErrors, strings.ToLower(want)) && !slices.Contains(cfg.Apply.IgnorePreflightErrors, want) {
+			t.Errorf("apply does not ignore %s: %v", want, cfg.Apply.IgnorePreflightErrors)
+		}
+		if !slices.Contains(cfg.Node.IgnorePreflightErrors, strings.ToLower(want)) && !slices.Contains(cfg.Node.IgnorePreflightErrors, want) {
+			t.Errorf("node does not ignore %s: %v", want, cfg.Node.IgnorePreflightErrors)
 		}
 	}
 }

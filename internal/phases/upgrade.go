@@ -19,6 +19,8 @@ import (
 
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
+	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/maintenance"
@@ -266,13 +268,21 @@ func upgradeKubeadmPhase() workflow.Phase {
 		if err != nil {
 			return err
 		}
-		args := []string{"kubeadm", "upgrade", "node"}
-		if d.Flow == FlowUpgradeApply {
-			args = []string{"kubeadm", "upgrade", "apply", d.O.Version, "--yes"}
+		doc, err := kubeadm.UpgradeDocument(d.O.Version)
+		if err != nil {
+			return err
 		}
-		// The node's own kubelet settings, as at init and join: kubeadm rewrites the kubelet's
-		// configuration from the cluster's and would drop them.
-		args = append(args, "--patches", kubeadm.PatchesDir)
+		file := kubeadmConfigFile("upgrade")
+		if err := host.RecordCreated(file); err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(file, doc, 0o644); err != nil {
+			return err
+		}
+		args := []string{"kubeadm", "upgrade", "node", "--config", file}
+		if d.Flow == FlowUpgradeApply {
+			args = []string{"kubeadm", "upgrade", "apply", "--config", file, "--yes"}
+		}
 		if d.O.Verbosity > 0 {
 			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
 		}

@@ -11,16 +11,18 @@ import (
 	"testing"
 	"time"
 
+	utilversion "k8s.io/apimachinery/pkg/util/version"
+
 	"github.com/u7s/u7s/internal/version"
 )
 
 // upgradeHosts: a control plane and a worker, made with the previous release.
 var upgradeHosts = []string{"h6", "h7"}
 
-// TestUpgrade installs the previous release (scripts/previous-release.sh: this tree with
-// Kubernetes pinned to UPGRADE_FROM_KUBERNETES) on a control plane and a worker, then this
-// tree's package over it, and upgrades the cluster with u7s upgrade while a Service is asked
-// all along.
+// TestUpgrade installs the first release of UPGRADE_PATH (scripts/previous-release.sh: this
+// tree with that release's versions) on a control plane and a worker, then each later
+// release's package over it and upgrades the cluster with u7s upgrade, ending with this tree's,
+// while a Service is asked all along.
 func TestUpgrade(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end test needs root")
@@ -29,19 +31,25 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, to := vals["UPGRADE_FROM_KUBERNETES"], version.Pinned.Kubernetes
-	prev, _ := filepath.Glob(filepath.Join(repoRoot(t), "_output/previous/u7s_*.deb"))
-	if len(prev) != 1 {
-		t.Fatalf("no previous release in _output/previous (make previous-release): %v", prev)
+	releases := append(strings.Split(vals["UPGRADE_PATH"], ","), version.Pinned.Kubernetes)
+	var debs []string
+	for _, r := range releases[:len(releases)-1] {
+		d, _ := filepath.Glob(filepath.Join(repoRoot(t), "_output/previous", r, "u7s_*.deb"))
+		if len(d) != 1 {
+			t.Fatalf("no package of the previous release %s in _output/previous/%s (make previous-release): %v", r, r, d)
+		}
+		debs = append(debs, d[0])
 	}
 	cur, _ := filepath.Glob(filepath.Join(repoRoot(t), "_output/u7s_*.deb"))
 	if len(cur) == 0 {
 		t.Fatal("no package of this tree in _output (make deb)")
 	}
+	debs = append(debs, cur[len(cur)-1])
+
 	if out, err := hostsCmd(t, "", append([]string{"down"}, upgradeHosts...)...); err != nil {
 		t.Fatalf("removing old hosts: %v\n%s", err, out)
 	}
-	if out, err := hostsCmd(t, "", append([]string{"up", "--deb", prev[0]}, upgradeHosts...)...); err != nil {
+	if out, err := hostsCmd(t, "", append([]string{"up", "--deb", debs[0]}, upgradeHosts...)...); err != nil {
 		t.Fatalf("hosts.sh up: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {
@@ -66,17 +74,22 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 	// kubeletOf is the node's kubelet version as the API server has it.
-	kubeletOf := func(n string) string {
+	kubeletOf := func(t *testing.T, n string) string {
+		t.Helper()
 		return mustKc(t, "h6", "get", "node", n, "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")
 	}
 	// running is the version of the kubelet process that runs on host h.
-	running := func(h string) string {
-		return strings.TrimSpace(mustOnHost(t, h, `"$(readlink -f /proc/$(pgrep -xo kubelet)/exe)" --version | cut -d' ' -f2`))
+	running := func(t *testing.T, h string) string {
+		t.Helper()
+		// Its binary through /proc: the namespace sees /var/lib through rootlesskit's copy-up.
+		return strings.TrimSpace(mustOnHost(t, h, `pid=$(pgrep -xo kubelet) || { ps -eo pid,comm | tail -40; exit 1; }
+/proc/$pid/exe --version | cut -d' ' -f2`))
 	}
 
-	t.Run("the previous release: a control plane and a worker", func(t *testing.T) {
-		if out := mustOnHost(t, "h6", "u7s version"); !strings.Contains(out, "Kubernetes "+from) {
-			t.Fatalf("the previous package's u7s says %q, want Kubernetes %s", out, from)
+	first := releases[0]
+	t.Run("the first release "+first+": a control plane and a worker", func(t *testing.T) {
+		if out := mustOnHost(t, "h6", "u7s version"); !strings.Contains(out, "Kubernetes "+first) {
+			t.Fatalf("the first package's u7s says %q, want Kubernetes %s", out, first)
 		}
 		// Ordinary pods may run on the control plane, so that a drain of either node leaves
 		// somewhere to go.
@@ -89,15 +102,14 @@ func TestUpgrade(t *testing.T) {
 		}
 		nodesReady(t, "h6", 3*time.Minute, upgradeHosts...)
 		for _, n := range upgradeHosts {
-			if v := kubeletOf(n); v != from {
-				t.Errorf("node %s runs kubelet %s, want %s", n, v, from)
+			if v := kubeletOf(t, n); v != first {
+				t.Errorf("node %s runs kubelet %s, want %s", n, v, first)
 			}
 		}
 	})
 	if t.Failed() {
 		t.FailNow()
 	}
-
 	applyOn(t, "h6", `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: steady}
@@ -132,64 +144,78 @@ spec:
 `)
 	mustKc(t, "h6", "rollout", "status", "deployment/steady", "--timeout=180s")
 
-	t.Run("a newer package changes nothing the node runs", func(t *testing.T) {
-		deb := mustRead(t, cur[len(cur)-1])
+	total := time.Now()
+	for i := 1; i < len(releases); i++ {
+		from, to, last := releases[i-1], releases[i], i == len(releases)-1
+		if !upgradeStep(t, ip, debs[i], from, to, last, kubeletOf, running) {
+			t.FailNow()
+		}
+	}
+	t.Logf("FIGURE whole cluster upgraded %s in %.0f s", strings.Join(releases, " -> "), time.Since(total).Seconds())
+}
+
+// upgradeStep installs deb (release to) on both hosts and upgrades the cluster from from.
+func upgradeStep(t *testing.T, ip map[string]string, deb, from, to string, last bool,
+	kubeletOf, running func(*testing.T, string) string) bool {
+	step := from + " to " + to
+	t.Run(step+": a newer package changes nothing the node runs", func(t *testing.T) {
+		b := mustRead(t, deb)
 		for _, h := range upgradeHosts {
-			if out, err := hostsCmd(t, deb, "exec", h, "--", "sh", "-c", "cat > /root/u7s.deb"); err != nil {
+			if out, err := hostsCmd(t, b, "exec", h, "--", "sh", "-c", "cat > /root/u7s.deb"); err != nil {
 				t.Fatalf("copying the package to %s: %v\n%s", h, err, out)
 			}
-		}
-		for _, h := range upgradeHosts {
 			if out, err := onHost(t, h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/u7s.deb 2>&1 | tail -3; u7s version"); err != nil || !strings.Contains(out, "Kubernetes "+to) {
-				t.Fatalf("installing this tree's package on %s: %v\n%s", h, err, out)
+				t.Fatalf("installing the package of %s on %s: %v\n%s", to, h, err, out)
 			}
 		}
 		// Even restarted, the worker runs the kubelet it was made with.
 		mustOnHost(t, "h7", "systemctl restart u7s")
 		nodesReady(t, "h6", 3*time.Minute, upgradeHosts...)
 		for _, h := range upgradeHosts {
-			if v := running(h); v != from {
+			if v := running(t, h); v != from {
 				t.Errorf("after the package upgrade %s runs kubelet %s, want %s until u7s upgrade", h, v, from)
 			}
-			if v := kubeletOf(h); v != from {
+			if v := kubeletOf(t, h); v != from {
 				t.Errorf("after the package upgrade node %s reports kubelet %s, want %s", h, v, from)
 			}
 		}
 	})
-
-	// unchanged: a refused upgrade left the cluster as it was.
-	unchanged := func(t *testing.T) {
-		t.Helper()
-		out := mustKc(t, "h6", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable} {.metadata.annotations.u7s\.io/maintenance-request}{"\n"}{end}`)
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			if f := strings.Fields(l); len(f) != 2 || f[1] != from {
-				t.Errorf("after a refused upgrade: %q (want the name and %s only: not cordoned, not asking)", l, from)
+	if last {
+		t.Run(step+": refused: a worker before its control plane, a skipped minor, a downgrade, another release", func(t *testing.T) {
+			f, tv := semver(t, from), semver(t, to)
+			cases := []struct{ host, cmd, want string }{
+				{"h7", "u7s upgrade node --yes", "upgrade it first with u7s upgrade apply " + to},
+				{"h6", fmt.Sprintf("u7s upgrade apply v%d.%d.0 --yes", f.Major(), f.Minor()+2), "skips a minor"},
+				{"h6", fmt.Sprintf("u7s upgrade apply v%d.%d.0 --yes", f.Major(), f.Minor()-1), "does not downgrade"},
+				{"h7", "u7s upgrade apply --yes", "is a worker"},
+				{"h6", "u7s upgrade apply </dev/null", "not confirmed"},
 			}
-		}
-		for _, h := range upgradeHosts {
-			if got := strings.TrimSpace(mustOnHost(t, h, "readlink /var/lib/u7s/releases/current")); got != from {
-				t.Errorf("%s's release is %s after a refused upgrade, want %s", h, got, from)
+			if tv.Patch() > 0 {
+				other := fmt.Sprintf("v%d.%d.%d", tv.Major(), tv.Minor(), tv.Patch()-1)
+				if other != from {
+					cases = append(cases, struct{ host, cmd, want string }{"h6", "u7s upgrade apply " + other + " --yes", "this u7s carries Kubernetes " + to + ", not " + other})
+				}
 			}
-		}
+			for _, c := range cases {
+				out, err := onHost(t, c.host, c.cmd)
+				if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "nothing was changed") && !strings.Contains(out, "worker") {
+					t.Errorf("%s on %s: %v, want refused saying %q and that nothing was changed:\n%s", c.cmd, c.host, err, c.want, tail(out, 15))
+				}
+			}
+			out := mustKc(t, "h6", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable} {.metadata.annotations.u7s\.io/maintenance-request}{"\n"}{end}`)
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(l); len(f) != 2 || f[1] != from {
+					t.Errorf("after the refused upgrades: %q (want the name and %s only: not cordoned, not asking)", l, from)
+				}
+			}
+			for _, h := range upgradeHosts {
+				if got := strings.TrimSpace(mustOnHost(t, h, "readlink /var/lib/u7s/releases/current")); got != from {
+					t.Errorf("%s's release is %s after the refused upgrades, want %s", h, got, from)
+				}
+			}
+		})
 	}
-	t.Run("refused: a worker before its control plane, a skipped minor, a downgrade, another release", func(t *testing.T) {
-		for _, c := range []struct{ host, cmd, want string }{
-			{"h7", "u7s upgrade node --yes", "upgrade it first with u7s upgrade apply " + to},
-			{"h6", "u7s upgrade apply v1.37.2 --yes", "skips a minor"},
-			{"h6", "u7s upgrade apply v1.35.0 --yes", "does not downgrade"},
-			{"h6", "u7s upgrade apply v1.35.7 --yes", "this u7s carries Kubernetes " + to + ", not v1.35.7"},
-			{"h7", "u7s upgrade apply --yes", "is a worker"},
-			{"h6", "u7s upgrade apply </dev/null", "not confirmed"},
-		} {
-			out, err := onHost(t, c.host, c.cmd)
-			if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "nothing was changed") && !strings.Contains(out, "worker") {
-				t.Errorf("%s on %s: %v, want refused saying %q and that nothing was changed:\n%s", c.cmd, c.host, err, c.want, tail(out, 15))
-			}
-		}
-		unchanged(t)
-	})
-
-	t.Run("u7s upgrade plan", func(t *testing.T) {
+	t.Run(step+": u7s upgrade plan", func(t *testing.T) {
 		out := mustOnHost(t, "h6", "u7s upgrade plan")
 		t.Logf("u7s upgrade plan:\n%s", out)
 		for _, want := range []string{"1. u7s upgrade apply " + to, "node h7: kubelet", "kubeadm upgrade plan", "u7s upgrade apply " + to} {
@@ -219,7 +245,7 @@ spec:
 				}
 			}
 			cordoned := -1
-			if out, err := kc(t, "h7", "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"); err == nil {
+			if out, err := kc(t, "h6", "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"); err == nil {
 				cordoned = strings.Count(out, "true")
 			}
 			mu.Lock()
@@ -243,17 +269,17 @@ spec:
 	defer stopLoad()
 
 	start := time.Now()
-	t.Run("u7s upgrade apply on the control plane", func(t *testing.T) {
+	ok := t.Run(step+": u7s upgrade apply on the control plane", func(t *testing.T) {
 		s := time.Now()
 		out, err := onHost(t, "h6", "u7s upgrade apply --yes")
-		t.Logf("FIGURE u7s upgrade apply on h6: %.0f s\n%s", time.Since(s).Seconds(), tail(out, 40))
+		t.Logf("FIGURE %s: u7s upgrade apply on h6: %.0f s\n%s", step, time.Since(s).Seconds(), tail(out, 40))
 		if err != nil {
 			t.Fatalf("u7s upgrade apply: %v", err)
 		}
-		if v := kubeletOf("h6"); v != to {
+		if v := kubeletOf(t, "h6"); v != to {
 			t.Errorf("h6 reports kubelet %s after the upgrade, want %s", v, to)
 		}
-		if v := running("h6"); v != to {
+		if v := running(t, "h6"); v != to {
 			t.Errorf("h6 runs kubelet %s after the upgrade, want %s", v, to)
 		}
 		if v := mustKc(t, "h6", "version", "-o", "json"); !strings.Contains(v, `"gitVersion": "`+to+`"`) {
@@ -262,37 +288,31 @@ spec:
 		if img := mustKc(t, "h6", "-n", "kube-system", "get", "ds", "kube-proxy", "-o", "jsonpath={.spec.template.spec.containers[0].image}"); !strings.HasSuffix(img, ":"+to) {
 			t.Errorf("kube-proxy's image is %s after the upgrade, want tag %s", img, to)
 		}
-		// The worker has not moved.
-		if v := running("h7"); v != from {
+		if v := running(t, "h7"); v != from {
 			t.Errorf("h7 runs kubelet %s before its own upgrade, want %s", v, from)
 		}
 		if out := mustOnHost(t, "h6", "ls /var/backups/u7s/etcd"); !strings.Contains(out, "pre-upgrade-"+to) {
 			t.Errorf("no etcd snapshot before the upgrade in /var/backups/u7s/etcd:\n%s", out)
 		}
 	})
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Run("u7s upgrade node on the worker", func(t *testing.T) {
+	ok = ok && t.Run(step+": u7s upgrade node on the worker", func(t *testing.T) {
 		s := time.Now()
 		out, err := onHost(t, "h7", "u7s upgrade node --yes")
-		t.Logf("FIGURE u7s upgrade node on h7: %.0f s\n%s", time.Since(s).Seconds(), tail(out, 30))
+		t.Logf("FIGURE %s: u7s upgrade node on h7: %.0f s\n%s", step, time.Since(s).Seconds(), tail(out, 30))
 		if err != nil {
 			t.Fatalf("u7s upgrade node: %v", err)
 		}
-		if v := running("h7"); v != to {
+		if v := running(t, "h7"); v != to {
 			t.Errorf("h7 runs kubelet %s after the upgrade, want %s", v, to)
 		}
 	})
 	stopLoad()
-	t.Logf("FIGURE whole cluster upgraded %s -> %s in %.0f s", from, to, time.Since(start).Seconds())
-	t.Logf("FIGURE requests during the upgrade: %d rounds of 2 (one per node), %d requests failed, %d rounds with no node answering; at most %d node(s) cordoned at once",
-		rounds, failed, bothFailed, maxCordoned)
+	t.Logf("FIGURE %s: cluster upgraded in %.0f s; %d rounds of requests (one per node), %d requests failed, %d rounds with no node answering; at most %d node(s) cordoned at once",
+		step, time.Since(start).Seconds(), rounds, failed, bothFailed, maxCordoned)
 	if maxCordoned > 1 {
 		t.Errorf("%d nodes were cordoned at once", maxCordoned)
 	}
-
-	t.Run("both nodes at the new version, kube-system healthy, serving, lock free", func(t *testing.T) {
+	return ok && t.Run(step+": both nodes at "+to+", kube-system healthy, serving, lock free", func(t *testing.T) {
 		nodesReady(t, "h6", 3*time.Minute, upgradeHosts...)
 		out := mustKc(t, "h6", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable} {.metadata.annotations.u7s\.io/maintenance-request} {.metadata.annotations.u7s\.io/maintenance-approved}{"\n"}{end}`)
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -324,7 +344,6 @@ spec:
 				t.Errorf("%s's releases: %q, want current %s and %s kept", h, rel, to, from)
 			}
 		}
-		// Run again: nothing to do.
 		if out := mustOnHost(t, "h6", "u7s upgrade apply --yes"); !strings.Contains(out, "nothing to do") {
 			t.Errorf("a second u7s upgrade apply did something:\n%s", out)
 		}
@@ -332,6 +351,15 @@ spec:
 			t.Errorf("the plan after the upgrade:\n%s", out)
 		}
 	})
+}
+
+func semver(t *testing.T, v string) *utilversion.Version {
+	t.Helper()
+	p, err := utilversion.ParseSemantic(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func mustRead(t *testing.T, f string) string {
