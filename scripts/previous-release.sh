@@ -45,7 +45,7 @@ build() {
 	old=${from#v}
 	sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur#*.}\$#\1v0.${old#*.}#; s#^(\s+k8s\.io/kubernetes )v$cur\$#\1v$old#" "$src.new/go.mod"
 	grep -q "k8s.io/kubernetes v$old\$" "$src.new/go.mod" || die "could not pin k8s.io/kubernetes $from in the copy's go.mod"
-	# Staging modules that release does not have yet go (tidy drops what nothing imports).
+	# A staging module that release does not have yet is then required by nothing: its replace is unused.
 	(cd "$src.new" && GOFLAGS=-mod=mod go mod tidy) || die "go mod tidy with Kubernetes $from failed"
 	sum=$( (cd "$src.new" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 	if [[ $(cat "$prev/stamp" 2>/dev/null) == "$sum" ]] && compgen -G "$prev/u7s_*.deb" >/dev/null; then
