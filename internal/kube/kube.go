@@ -29,6 +29,17 @@ func Admin() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
+// AdminAt is Admin talking to the API server at hostport only (a control plane's own), not
+// to the control-plane endpoint, which a balancer may answer from another control plane.
+func AdminAt(hostport string) (kubernetes.Interface, error) {
+	cfg, err := AdminConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host = "https://" + hostport
+	return kubernetes.NewForConfig(cfg)
+}
+
 // AdminConfig is the client configuration of Admin.
 func AdminConfig() (*rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", paths.AdminKubeconfig)

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
+
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kube"
@@ -26,8 +30,8 @@ type RestoreOptions struct {
 // RestoreEtcd puts a control plane's etcd back to a snapshot: it checks the file before it
 // stops anything, asks, stops the node, restores into a new data directory with a new cluster
 // identity (this member alone), keeps the old one beside it, and starts the node again. Other
-// control planes of the cluster must then leave and join again (u7s reset, u7s join
-// --control-plane): their members belong to the old cluster.
+// control planes leave before (u7s reset) and join again after (u7s join --control-plane):
+// their members belong to the old cluster; their Nodes in the snapshot are removed.
 func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
@@ -47,8 +51,8 @@ func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Wri
 	}
 	fmt.Fprintf(out, "    revision %d, %d keys, %d bytes, written %s\n", info.Revision, info.Keys, info.Size, info.Time.Format(time.RFC3339))
 	if !o.Yes {
-		fmt.Fprintf(out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost,\n"+
-			"and any other control plane must leave and join again. Type yes to go on: ", n.NodeName)
+		fmt.Fprintf(out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost.\n"+
+			"Every other control plane must leave first (u7s reset there) and join again after. Type yes to go on: ", n.NodeName)
 		answer, _ := bufio.NewReader(in).ReadString('\n')
 		if strings.TrimSpace(answer) != "yes" {
 			return fmt.Errorf("not confirmed; nothing was changed")
@@ -96,7 +100,34 @@ func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Wri
 	if err := restart(); err != nil {
 		return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is %s)", err, old)
 	}
-	step("restored: etcd is at revision %d of the snapshot (bumped); other control planes: u7s reset, then u7s join --control-plane", info.Revision)
+	if err := forgetOtherControlPlanes(ctx, n, step); err != nil {
+		return err
+	}
+	step("restored: etcd is at revision %d of the snapshot (bumped); every other control plane joins again: u7s join --control-plane (after u7s reset there)", info.Revision)
+	return nil
+}
+
+// forgetOtherControlPlanes deletes the Node objects of the other control planes that the
+// snapshot holds: the restored member is the cluster's only one, the others join again, and
+// kubeadm refuses to join a node whose name is taken by a Node that still looks Ready.
+func forgetOtherControlPlanes(ctx context.Context, n *config.Node, step func(string, ...any)) error {
+	cs, err := kube.AdminAt(fmt.Sprintf("%s:%d", n.AdvertiseAddress, n.APIServerPort))
+	if err != nil {
+		return err
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: kubeadmconstants.LabelNodeRoleControlPlane})
+	if err != nil {
+		return fmt.Errorf("listing the control planes of the restored cluster: %w", err)
+	}
+	for _, o := range nodes.Items {
+		if o.Name == n.NodeName {
+			continue
+		}
+		step("removing the Node %s of the snapshot: a control plane no longer of this cluster until it joins again", o.Name)
+		if err := cs.CoreV1().Nodes().Delete(ctx, o.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the Node %s: %w", o.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -132,7 +163,8 @@ func startAndWait(ctx context.Context, n *config.Node, owner node.Owner, out io.
 	}
 	cs, err := kube.Node()
 	if n.Role == config.ControlPlane {
-		cs, err = kube.Admin()
+		// Its own API server: through a balancer another control plane could answer.
+		cs, err = kube.AdminAt(fmt.Sprintf("%s:%d", n.AdvertiseAddress, n.APIServerPort))
 	}
 	if err != nil {
 		return err
