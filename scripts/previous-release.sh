@@ -45,7 +45,14 @@ build() {
 	old=${from#v}
 	sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur#*.}\$#\1v0.${old#*.}#; s#^(\s+k8s\.io/kubernetes )v$cur\$#\1v$old#" "$src.new/go.mod"
 	grep -q "k8s.io/kubernetes v$old\$" "$src.new/go.mod" || die "could not pin k8s.io/kubernetes $from in the copy's go.mod"
-	# A staging module that release does not have yet is then required by nothing: its replace is unused.
+	# Staging modules that release does not have yet (k8s.io/kubernetes's own replaces name
+	# them all) are dropped: nothing of it imports them, and their version is not served.
+	local gomod staged r
+	gomod=$(go mod download -json "k8s.io/kubernetes@$from" | jq -r .GoMod) || die "cannot download k8s.io/kubernetes@$from"
+	staged=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod")
+	for r in $(cd "$src.new" && go mod edit -json | jq -r '.Replace[]?.Old.Path | select(startswith("k8s.io/"))'); do
+		grep -qxF "$r" <<<"$staged" || (cd "$src.new" && go mod edit -dropreplace="$r" -droprequire="$r")
+	done
 	(cd "$src.new" && GOFLAGS=-mod=mod go mod tidy) || die "go mod tidy with Kubernetes $from failed"
 	sum=$( (cd "$src.new" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 	if [[ $(cat "$prev/stamp" 2>/dev/null) == "$sum" ]] && compgen -G "$prev/u7s_*.deb" >/dev/null; then
