@@ -2,7 +2,8 @@
 # Builds the releases the upgrade test goes through before this one (UPGRADE_PATH in
 # internal/version/versions.env): each is this source tree, in a copy under
 # _output/previous/VERSION/src, with versions.env's values replaced by those of
-# internal/version/previous/VERSION.env and go.mod moved to that Kubernetes. Each leaves
+# internal/version/previous/VERSION.env and go.mod moved to that Kubernetes (for another minor,
+# the go.mod and go.sum of internal/version/previous/VERSION.go.mod and .go.sum). Each leaves
 #   _output/previous/VERSION/u7s_<u7s version>~k8s<VERSION>-1_<arch>.deb  (sorts before this tree's)
 # and pushes its node images to $REGISTRY, signed with the key `make images` uses.
 # The copy's _output starts as this tree's (hard links), so only what the versions change is
@@ -43,6 +44,12 @@ build() {
 	done <"$overrides"
 	cur=${KUBERNETES_VERSION#v}
 	old=${from#v}
+	if [[ -f internal/version/previous/$from.go.mod ]]; then
+		# Another minor: its Kubernetes builds only with the dependencies it was released with,
+		# so the release keeps the go.mod and go.sum this tree had when it pinned it.
+		cp "internal/version/previous/$from.go.mod" "$src.new/go.mod"
+		cp "internal/version/previous/$from.go.sum" "$src.new/go.sum"
+	fi
 	sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur#*.}\$#\1v0.${old#*.}#; s#^(\s+k8s\.io/kubernetes )v$cur\$#\1v$old#" "$src.new/go.mod"
 	grep -q "k8s.io/kubernetes v$old\$" "$src.new/go.mod" || die "could not pin k8s.io/kubernetes $from in the copy's go.mod"
 	# Staging modules that release does not have yet (k8s.io/kubernetes's own replaces name
