@@ -8,7 +8,7 @@
 # and pushes its node images to $REGISTRY, signed with the key `make images` uses.
 # The copy's _output starts as this tree's (hard links), so only what the versions change is
 # built: the Kubernetes binaries always, cri-o, etcd or coredns where their versions differ.
-#   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh
+#   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh   (PREVIOUS_NO_PUSH=1: build only)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -78,6 +78,10 @@ build() {
 		rm -f "$prev"/u7s_*.deb
 		mv "$src"/_output/u7s_*.deb "$prev/"
 		echo "$sum" >"$prev/stamp"
+	fi
+	if [[ -n ${PREVIOUS_NO_PUSH:-} ]]; then
+		log "$from: built; not pushed (PREVIOUS_NO_PUSH)"
+		return
 	fi
 	log "$from: pushing and signing its node images to $REGISTRY"
 	"$src/_output/bin/u7s" images build --bin-dir "$src/_output/bin" --registry "$REGISTRY" --push \
