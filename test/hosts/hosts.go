@@ -869,6 +869,25 @@ func cgroupMount(mountinfo, controllers string) string {
 }
 
 // removeCgroups removes the host's cgroups depth first (the container's own inside them too).
+// emptyCgroup waits (15 s at most) until no process is left in the cgroup dir, killing what
+// is: the processes of a host that powered off go a moment after its init.
+func emptyCgroup(dir string) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		pids := strings.Fields(string(b))
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func removeCgroups(name string) error {
 	var errs []error
 	for _, dir := range ownCgroupDirs(name) {
@@ -880,6 +899,7 @@ func removeCgroups(name string) error {
 			return nil
 		})
 		for _, p := range slices.Backward(all) {
+			emptyCgroup(p)
 			if err := syscall.Rmdir(p); err != nil && !errors.Is(err, syscall.ENOENT) {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", p, err))
 				break
