@@ -32,7 +32,7 @@ printf 'u7s-binary-mib: %.1f\n' "$(echo "$(stat -c %s /usr/bin/u7s) / 1048576" |
 # and throughput through the forward against the same server on the host's loopback.
 export KUBECONFIG=/etc/kubernetes/admin.conf
 node_ip=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
-kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:$AGNHOST_IMAGE_TAG -- /agnhost netexec --http-port=8080 >/dev/null
+kubectl create deployment bench-np --image=registry.local/e2e-test-images/agnhost:"$AGNHOST_IMAGE_TAG" -- /agnhost netexec --http-port=8080 >/dev/null
 kubectl rollout status deployment/bench-np --timeout=120s >/dev/null
 delays=()
 for i in 1 2 3 4 5; do

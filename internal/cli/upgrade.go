@@ -119,7 +119,7 @@ func newUpgradePlanCommand() *cobra.Command {
 			out := c.OutOrStdout()
 			cur, _ := release.Default().Current()
 			fmt.Fprintf(out, "The cluster now:\n%s", cl.Summary())
-			fmt.Fprintf(out, "This node (%s, %s) runs release %s; this u7s carries %s.\n\n", n.NodeName, n.Role, orNone(cur), release.Carried())
+			fmt.Fprintf(out, "This node (%s, %s) runs release %s; this u7s carries %s.\n\n", n.NodeName, n.Role, release.Show(cur), release.Carried())
 			p := upgrade.MakePlan(cl, target, release.Carried())
 			fmt.Fprint(out, p.String())
 			if p.Refusal != nil || n.Role != config.ControlPlane || p.UpToDate {
@@ -129,11 +129,4 @@ func newUpgradePlanCommand() *cobra.Command {
 			return kubeadmInNode("upgrade", "plan", target)
 		},
 	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

@@ -178,7 +178,7 @@ func (d *UpgradeData) preflight() error {
 		return err
 	}
 	fmt.Fprint(d.Out, d.cluster.Summary())
-	fmt.Fprintf(d.Out, "    this node's release: %s; this u7s carries %s\n", orNone(d.from), release.Carried())
+	fmt.Fprintf(d.Out, "    this node's release: %s; this u7s carries %s\n", release.Show(d.from), release.Carried())
 	if d.Flow == FlowUpgradeApply {
 		err = upgrade.CheckApply(d.cluster, n.NodeName, d.apiServer(), target)
 	} else {
@@ -309,7 +309,7 @@ func upgradeKubeadmPhase() workflow.Phase {
 func upgradeReleasePhase() workflow.Phase {
 	return upgradePhase("release", "Point the node at this u7s's release (kubelet, cri-o, pinns, runc in "+paths.ReleasesDir+")", func(d *UpgradeData) error {
 		s := release.Default()
-		d.step("switching node %s from release %s to %s", d.node.NodeName, orNone(d.from), d.O.Version)
+		d.step("switching node %s from release %s to %s", d.node.NodeName, release.Show(d.from), d.O.Version)
 		if err := s.Import(d.Ctx, d.O.Version); err != nil {
 			return err
 		}
@@ -410,11 +410,4 @@ func (d *UpgradeData) UndoUpgrade() error {
 		return nil
 	}
 	return maintenance.Release(context.Background(), d.cs, d.node.NodeName)
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

@@ -58,6 +58,14 @@ func (s *Store) Current() (string, error) {
 	return filepath.Base(t), nil
 }
 
+// Show is a release as messages name it: "none" for no release recorded.
+func Show(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}
+
 // Has says whether the release v is complete in the store.
 func (s *Store) Has(v string) bool {
 	for _, b := range Binaries {

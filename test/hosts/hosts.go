@@ -697,6 +697,7 @@ func Poweroff(name string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if runnerPID(name) == 0 {
+			emptyCgroups(name)
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -707,6 +708,7 @@ func Poweroff(name string, timeout time.Duration) error {
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	time.Sleep(500 * time.Millisecond)
+	emptyCgroups(name)
 	return nil
 }
 
@@ -868,7 +870,6 @@ func cgroupMount(mountinfo, controllers string) string {
 	return ""
 }
 
-// removeCgroups removes the host's cgroups depth first (the container's own inside them too).
 // emptyCgroup waits (15 s at most) until no process is left in the cgroup dir, killing what
 // is: the processes of a host that powered off go a moment after its init.
 func emptyCgroup(dir string) {
@@ -888,8 +889,9 @@ func emptyCgroup(dir string) {
 	}
 }
 
-func removeCgroups(name string) error {
-	var errs []error
+// cgroupTrees lists, per hierarchy, the host's cgroup and all below it, parents first.
+func cgroupTrees(name string) [][]string {
+	var trees [][]string
 	for _, dir := range ownCgroupDirs(name) {
 		var all []string
 		_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
@@ -898,7 +900,26 @@ func removeCgroups(name string) error {
 			}
 			return nil
 		})
-		for _, p := range slices.Backward(all) {
+		trees = append(trees, all)
+	}
+	return trees
+}
+
+// emptyCgroups leaves no process of a powered-off host behind, so that its next boot
+// starts in empty cgroups.
+func emptyCgroups(name string) {
+	for _, tree := range cgroupTrees(name) {
+		for _, p := range slices.Backward(tree) {
+			emptyCgroup(p)
+		}
+	}
+}
+
+// removeCgroups removes the host's cgroups depth first (the container's own inside them too).
+func removeCgroups(name string) error {
+	var errs []error
+	for _, tree := range cgroupTrees(name) {
+		for _, p := range slices.Backward(tree) {
 			emptyCgroup(p)
 			if err := syscall.Rmdir(p); err != nil && !errors.Is(err, syscall.ENOENT) {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", p, err))
