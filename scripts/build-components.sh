@@ -169,6 +169,16 @@ build_crio() {
 	# The module proxy refuses go-criu v8.1.0 ("not available", 403); v8.2.0 is the next release
 	# of the same major version and is served.
 	$GO mod edit -require=github.com/checkpoint-restore/go-criu/v8@v8.2.0
+	# cri-o v1.36.x pins k8s.io/cri-client v0.36.0-rc.0, which the proxy refuses ("not
+	# available", 403): the minor's first release, v0.36.0, is served (a later patch changes
+	# cri-api's KeyValue.Value to bytes, which cri-o v1.36.2 does not compile with).
+	local rc minor
+	rc=$($GO mod edit -json | jq -r '.Require[] | select(.Path == "k8s.io/cri-client" and (.Version | test("-rc"))) | .Version')
+	if [[ -n $rc ]]; then
+		minor=${rc#v0.}
+		minor=${minor%%.*}
+		$GO mod edit -require="k8s.io/cri-client@v0.$minor.0"
+	fi
 	CGO_ENABLED=1 mod_go build -trimpath -tags "$CRIO_TAGS" \
 		-ldflags "-s -w -X github.com/cri-o/cri-o/internal/version.buildDate=$MOD_TIME" \
 		-o "$BIN/.crio.tmp" ./cmd/crio

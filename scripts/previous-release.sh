@@ -2,12 +2,13 @@
 # Builds the releases the upgrade test goes through before this one (UPGRADE_PATH in
 # internal/version/versions.env): each is this source tree, in a copy under
 # _output/previous/VERSION/src, with versions.env's values replaced by those of
-# internal/version/previous/VERSION.env and go.mod moved to that Kubernetes. Each leaves
+# internal/version/previous/VERSION.env and go.mod moved to that Kubernetes (for another minor,
+# the go.mod and go.sum of internal/version/previous/VERSION.go.mod and .go.sum). Each leaves
 #   _output/previous/VERSION/u7s_<u7s version>~k8s<VERSION>-1_<arch>.deb  (sorts before this tree's)
 # and pushes its node images to $REGISTRY, signed with the key `make images` uses.
 # The copy's _output starts as this tree's (hard links), so only what the versions change is
 # built: the Kubernetes binaries always, cri-o, etcd or coredns where their versions differ.
-#   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh
+#   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh   (PREVIOUS_NO_PUSH=1: build only)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -43,9 +44,22 @@ build() {
 	done <"$overrides"
 	cur=${KUBERNETES_VERSION#v}
 	old=${from#v}
+	if [[ -f internal/version/previous/$from.go.mod ]]; then
+		# Another minor: its Kubernetes builds only with the dependencies it was released with,
+		# so the release keeps the go.mod and go.sum this tree had when it pinned it.
+		cp "internal/version/previous/$from.go.mod" "$src.new/go.mod"
+		cp "internal/version/previous/$from.go.sum" "$src.new/go.sum"
+	fi
 	sed -i -E "s#^(\s+k8s\.io/[a-z0-9-]+( => k8s\.io/[a-z0-9-]+)? )v0\.${cur#*.}\$#\1v0.${old#*.}#; s#^(\s+k8s\.io/kubernetes )v$cur\$#\1v$old#" "$src.new/go.mod"
 	grep -q "k8s.io/kubernetes v$old\$" "$src.new/go.mod" || die "could not pin k8s.io/kubernetes $from in the copy's go.mod"
-	# Staging modules that release does not have yet go (tidy drops what nothing imports).
+	# Staging modules that release does not have yet (k8s.io/kubernetes's own replaces name
+	# them all) are dropped: nothing of it imports them, and their version is not served.
+	local gomod staged r
+	gomod=$(go mod download -json "k8s.io/kubernetes@$from" | jq -r .GoMod) || die "cannot download k8s.io/kubernetes@$from"
+	staged=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod")
+	for r in $(cd "$src.new" && go mod edit -json | jq -r '.Replace[]?.Old.Path | select(startswith("k8s.io/"))'); do
+		grep -qxF "$r" <<<"$staged" || (cd "$src.new" && go mod edit -dropreplace="$r" -droprequire="$r")
+	done
 	(cd "$src.new" && GOFLAGS=-mod=mod go mod tidy) || die "go mod tidy with Kubernetes $from failed"
 	sum=$( (cd "$src.new" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)
 	if [[ $(cat "$prev/stamp" 2>/dev/null) == "$sum" ]] && compgen -G "$prev/u7s_*.deb" >/dev/null; then
@@ -64,6 +78,10 @@ build() {
 		rm -f "$prev"/u7s_*.deb
 		mv "$src"/_output/u7s_*.deb "$prev/"
 		echo "$sum" >"$prev/stamp"
+	fi
+	if [[ -n ${PREVIOUS_NO_PUSH:-} ]]; then
+		log "$from: built; not pushed (PREVIOUS_NO_PUSH)"
+		return
 	fi
 	log "$from: pushing and signing its node images to $REGISTRY"
 	"$src/_output/bin/u7s" images build --bin-dir "$src/_output/bin" --registry "$REGISTRY" --push \

@@ -33,7 +33,7 @@ import (
 // that u7s has already made on the host before changing anything (ports, swap, cgroups,
 // kernel settings the namespace cannot read or write).
 var IgnoredPreflightErrors = []string{
-	"SystemVerification", // cgroup v1 is an error for kubeadm 1.35; the kubelet runs with failCgroupV1: false
+	"SystemVerification", // cgroup v1 is an error for kubeadm since 1.35; the kubelet runs with failCgroupV1: false
 	"Swap",               // the kubelet runs with failSwapOn: false
 	"FileContent--proc-sys-net-ipv4-ip_forward",
 	"FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",

@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -119,7 +120,7 @@ func Prepare(n *config.Node) error {
 			"the old address is in the node's certificates, in etcd and in the other nodes: give the host its old address back, "+
 			"or run u7s reset and then u7s join (or u7s init) again", n.NodeName, a, now)
 	}
-	if err := release.Default().Check(); err != nil {
+	if err := release.Default().Check(context.Background()); err != nil {
 		return err
 	}
 	return cgroups.Prepare(n.Cgroup)

@@ -116,6 +116,10 @@ func upgradePhase(name, short string, run func(*UpgradeData) error) workflow.Pha
 		if !ok {
 			return errors.New("internal error: upgrade phase run with the wrong data")
 		}
+		// A phase run alone (u7s upgrade apply phase NAME) has the node and clients too.
+		if err := d.load(); err != nil {
+			return err
+		}
 		if d.done && name != "preflight" {
 			return nil
 		}
@@ -129,22 +133,18 @@ func upgradePreflightPhase() workflow.Phase {
 	})
 }
 
-func (d *UpgradeData) preflight() error {
+// load reads the node's configuration and release and makes its client (admin.conf on a
+// control plane, the node's own credentials on a worker); once per run.
+func (d *UpgradeData) load() error {
+	if d.node != nil {
+		return nil
+	}
 	n, err := config.Load()
 	if err != nil {
 		return err
 	}
-	d.node = n
-	target := d.O.Version
-	if target == "" {
-		target = release.Carried()
-		d.O.Version = target
-	}
-	if d.Flow == FlowUpgradeApply && n.Role != config.ControlPlane {
-		return fmt.Errorf("node %s is a worker: u7s upgrade apply runs on a control plane; on a worker, after it, run u7s upgrade node", n.NodeName)
-	}
-	if node.SupervisorPID() == 0 {
-		return errors.New("the node is not running: u7s start first (the upgrade drains it and asks the cluster)")
+	if d.O.Version == "" {
+		d.O.Version = release.Carried()
 	}
 	if d.from, err = release.Default().Current(); err != nil {
 		return err
@@ -160,6 +160,19 @@ func (d *UpgradeData) preflight() error {
 	if d.cs, err = kubernetes.NewForConfig(d.cfg); err != nil {
 		return err
 	}
+	d.node = n
+	return nil
+}
+
+func (d *UpgradeData) preflight() error {
+	n, target := d.node, d.O.Version
+	if d.Flow == FlowUpgradeApply && n.Role != config.ControlPlane {
+		return fmt.Errorf("node %s is a worker: u7s upgrade apply runs on a control plane; on a worker, after it, run u7s upgrade node", n.NodeName)
+	}
+	if node.SupervisorPID() == 0 {
+		return errors.New("the node is not running: u7s start first (the upgrade drains it and asks the cluster)")
+	}
+	var err error
 	d.step("reading the cluster's versions")
 	if d.cluster, err = upgrade.Read(d.Ctx, d.cfg, n.NodeName); err != nil {
 		return err
@@ -170,9 +183,6 @@ func (d *UpgradeData) preflight() error {
 		err = upgrade.CheckApply(d.cluster, n.NodeName, d.apiServer(), target)
 	} else {
 		err = upgrade.CheckNode(d.cluster, n.NodeName, d.apiServer(), target)
-	}
-	if err == nil && d.Flow == FlowUpgradeApply {
-		err = upgrade.CheckCarried(target, release.Carried())
 	}
 	if errors.Is(err, upgrade.ErrUpToDate) && d.from == target {
 		d.step("node %s runs %s already: nothing to do", n.NodeName, target)

@@ -147,9 +147,10 @@ func (s *Store) Prune(keep string) error {
 	return errors.Join(errs...)
 }
 
-// Check says what is wrong with the node's release, before a start: the node must run the
-// release it was made with, and all of its binaries must be there.
-func (s *Store) Check() error {
+// Check makes sure the node's release is whole before a start: the node runs the release it
+// was made with (or upgraded to). One whose binaries went missing is copied again when this
+// u7s carries it; else the package that carries it must be installed again.
+func (s *Store) Check(ctx context.Context) error {
 	cur, err := s.Current()
 	if err != nil {
 		return err
@@ -157,11 +158,17 @@ func (s *Store) Check() error {
 	if cur == "" {
 		return fmt.Errorf("the node has no release in %s (made by an older u7s?): run u7s reset, then u7s init or join again", s.Dir)
 	}
-	if !s.Has(cur) {
-		return fmt.Errorf("the node's release %s is incomplete in %s (it needs %s): run u7s upgrade node to install this u7s's release (%s)",
-			cur, filepath.Join(s.Dir, cur), strings.Join(Binaries, ", "), Carried())
+	if s.Has(cur) {
+		return nil
 	}
-	return nil
+	if cur == Carried() {
+		if err := os.RemoveAll(filepath.Join(s.Dir, cur)); err != nil {
+			return err
+		}
+		return s.Import(ctx, cur)
+	}
+	return fmt.Errorf("the node's release %s is incomplete in %s (it needs %s) and this u7s carries %s: install the u7s package that carries %s again, then start the node",
+		cur, filepath.Join(s.Dir, cur), strings.Join(Binaries, ", "), Carried(), cur)
 }
 
 // KubeletVersion runs kubelet --version ("Kubernetes v1.35.8").

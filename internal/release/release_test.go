@@ -26,56 +26,56 @@ func store(t *testing.T, v string) *Store {
 
 func TestImportUseAndCheck(t *testing.T) {
 	ctx := context.Background()
-	s := store(t, "v1.35.4")
-	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "no release") {
+	s := store(t, "v1.0.1")
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "no release") {
 		t.Fatalf("Check of an empty store = %v, want no release", err)
 	}
-	if err := s.Import(ctx, "v1.35.8"); err == nil || !strings.Contains(err.Error(), "is v1.35.4, not v1.35.8") {
+	if err := s.Import(ctx, "v1.0.2"); err == nil || !strings.Contains(err.Error(), "is v1.0.1, not v1.0.2") {
 		t.Fatalf("Import of a kubelet of another version = %v, want refused", err)
 	}
-	if s.Has("v1.35.8") {
+	if s.Has("v1.0.2") {
 		t.Fatal("a refused import left a release")
 	}
-	if err := s.Import(ctx, "v1.35.4"); err != nil {
+	if err := s.Import(ctx, "v1.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Use("v1.35.4"); err != nil {
+	if err := s.Use("v1.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.Current(); err != nil || v != "v1.35.4" {
+	if v, err := s.Current(); err != nil || v != "v1.0.1" {
 		t.Fatalf("Current = %q, %v", v, err)
 	}
-	if err := s.Check(); err != nil {
+	if err := s.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	// A newer package: the node still runs what it ran, from its own copy.
 	for _, b := range Binaries {
-		if err := os.WriteFile(filepath.Join(s.Installed, b), []byte("#!/bin/sh\necho Kubernetes v1.35.8\n"), 0o755); err != nil {
+		if err := os.WriteFile(filepath.Join(s.Installed, b), []byte("#!/bin/sh\necho Kubernetes v1.0.2\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := KubeletVersion(ctx, filepath.Join(s.Dir, "current", "kubelet")); got != "v1.35.4" {
-		t.Fatalf("after a package update the node's kubelet is %q, want v1.35.4", got)
+	if got, _ := KubeletVersion(ctx, filepath.Join(s.Dir, "current", "kubelet")); got != "v1.0.1" {
+		t.Fatalf("after a package update the node's kubelet is %q, want v1.0.1", got)
 	}
-	if err := s.Use("v1.35.8"); err == nil {
+	if err := s.Use("v1.0.2"); err == nil {
 		t.Fatal("Use of a release not imported succeeded")
 	}
-	if err := s.Import(ctx, "v1.35.8"); err != nil {
+	if err := s.Import(ctx, "v1.0.2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Use("v1.35.8"); err != nil {
+	if err := s.Use("v1.0.2"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := KubeletVersion(ctx, filepath.Join(s.Dir, "current", "kubelet")); got != "v1.35.8" {
-		t.Fatalf("after Use the node's kubelet is %q, want v1.35.8", got)
+	if got, _ := KubeletVersion(ctx, filepath.Join(s.Dir, "current", "kubelet")); got != "v1.0.2" {
+		t.Fatalf("after Use the node's kubelet is %q, want v1.0.2", got)
 	}
 
 	// Prune keeps the current release and the one named.
-	if err := os.MkdirAll(filepath.Join(s.Dir, "v1.34.0"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(s.Dir, "v1.0.0"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Prune("v1.35.4"); err != nil {
+	if err := s.Prune("v1.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(s.Dir)
@@ -83,15 +83,36 @@ func TestImportUseAndCheck(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != "current v1.35.4 v1.35.8" {
+	if strings.Join(names, " ") != "current v1.0.1 v1.0.2" {
 		t.Fatalf("after Prune: %v", names)
 	}
 
-	// A binary gone from the current release is named before a start.
-	if err := os.Remove(filepath.Join(s.Dir, "v1.35.8", "crio")); err != nil {
+	// A binary gone from a release this u7s does not carry is named before a start.
+	if err := os.Remove(filepath.Join(s.Dir, "v1.0.2", "crio")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "incomplete") {
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "incomplete") || !strings.Contains(err.Error(), "carries "+Carried()) {
 		t.Fatalf("Check with a missing binary = %v", err)
+	}
+}
+
+// A binary gone from the release this u7s carries is copied again.
+func TestCheckRepairsTheCarriedRelease(t *testing.T) {
+	ctx := context.Background()
+	s := store(t, Carried())
+	if err := s.Import(ctx, Carried()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Use(Carried()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(s.Dir, Carried(), "runc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(Carried()) {
+		t.Fatal("Check did not copy the carried release again")
 	}
 }
