@@ -49,7 +49,7 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 # -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.
 U7S_LDFLAGS = -s -w -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
 
-.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench clean print-kube-ldflags print-u7s-tags deb rpm images-archive previous-release
+.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench conformance clean print-kube-ldflags print-u7s-tags deb rpm images-archive previous-release
 
 all: u7s components
 
@@ -73,7 +73,7 @@ registry:
 	scripts/local-registry.sh start
 
 unit:
-	$(GO) test -tags '$(U7S_TAGS)' ./cmd/... ./internal/... ./images/...
+	$(GO) test -tags '$(U7S_TAGS)' ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
 
 cluster:
 	scripts/cluster.sh
@@ -86,6 +86,11 @@ e2e:
 
 bench:
 	scripts/bench.sh
+
+# Upstream's [Conformance] tests against this host's node (make cluster); CONFORMANCE_FOCUS
+# narrows them (a regexp of spec names), CONFORMANCE_NODES sets the parallel processes.
+conformance:
+	scripts/conformance.sh
 
 # Packages from the one install layout (scripts/install.sh), under _output.
 deb: u7s components

@@ -31,6 +31,8 @@ export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
 	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox)
 CNI_PLUGINS=(bridge host-local loopback portmap)
+# Built only when named (make conformance): upstream's e2e suite and the ginkgo runner of it.
+EXTRA_COMPONENTS=(e2e.test ginkgo)
 
 log() { printf '[components] %s\n' "$*" >&2; }
 die() {
@@ -129,6 +131,29 @@ build_agnhost() {
 		install -m 0644 "$porter/localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 		put "agnhost-localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 	done
+}
+
+# conformance_module: upstream's e2e suite is a test of k8s.io/kubernetes, whose test-only modules
+# (ginkgo, gomega, ...) our module does not need. It builds in a module of its own under _output/src
+# made from our go.mod and go.sum, so that it takes exactly our Kubernetes pins; -mod=mod adds what
+# the suite needs beyond them, through the proxy.
+conformance_module() {
+	MOD_DIR=$SRC/conformance
+	rm -rf "$MOD_DIR" && mkdir -p "$MOD_DIR"
+	cp go.mod go.sum "$MOD_DIR/"
+	cd "$MOD_DIR"
+	$GO mod edit -module u7s.local/conformance -droptool=k8s.io/kubernetes/test/images/agnhost
+}
+build_e2e_test() {
+	conformance_module
+	CGO_ENABLED=0 mod_go test -c -trimpath -ldflags "-s -w $KUBE_LDFLAGS" -o "$BIN/.e2e.test.tmp" k8s.io/kubernetes/test/e2e
+	put e2e.test "$BIN/.e2e.test.tmp"
+}
+# The ginkgo CLI of the suite's ginkgo version: it runs the suite's specs in parallel processes.
+build_ginkgo() {
+	conformance_module
+	CGO_ENABLED=0 mod_go build -trimpath -ldflags "-s -w" -o "$BIN/.ginkgo.tmp" github.com/onsi/ginkgo/v2/ginkgo
+	put ginkgo "$BIN/.ginkgo.tmp"
 }
 
 # The test images' busybox (images.TestBusybox): upstream's e2e-test-images/busybox is busybox's
@@ -276,7 +301,7 @@ build_kube_bench() {
 
 # inputs NAME: what a component is built from; a change rebuilds it.
 inputs() {
-	local fn=build_${1//-/_}
+	local fn=build_${1//[-.]/_}
 	echo "$GOVERSION"
 	declare -f "$fn" module_src mod_go put
 	case $1 in
@@ -291,6 +316,7 @@ inputs() {
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	pause) cat go.mod images/pause/*.go; echo "$PAUSE_IMAGE_TAG" ;;
 	busybox) echo "$BUSYBOX_VERSION $BUSYBOX_DEBIAN_SUITE" ;;
+	e2e.test | ginkgo) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS"; declare -f conformance_module; cat go.mod ;;
 	esac
 }
 
@@ -323,6 +349,7 @@ version_of() {
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	pause) echo "$PAUSE_IMAGE_TAG" ;;
 	busybox) echo "$BUSYBOX_VERSION" ;;
+	e2e.test | ginkgo) echo "$KUBERNETES_VERSION" ;;
 	esac
 }
 
@@ -333,7 +360,7 @@ size_of() {
 }
 
 build() {
-	local name=$1 fn=build_${1//-/_} key stamp=$STAMPS/$1 f fresh=1 start rc
+	local name=$1 fn=build_${1//[-.]/_} key stamp=$STAMPS/$1 f fresh=1 start rc
 	key=$(inputs "$name" | sha256sum | cut -d' ' -f1)
 	for f in $(outputs "$name"); do [[ -x $BIN/$f ]] || fresh=0; done
 	for f in $(data_outputs "$name"); do [[ -e $OUT/$f ]] || fresh=0; done
@@ -364,7 +391,7 @@ main() {
 	local want=("$@") c total=$SECONDS
 	((${#want[@]})) || want=("${COMPONENTS[@]}")
 	for c in "${want[@]}"; do
-		[[ " ${COMPONENTS[*]} " == *" $c "* ]] || die "unknown component $c; known: ${COMPONENTS[*]}"
+		[[ " ${COMPONENTS[*]} ${EXTRA_COMPONENTS[*]} " == *" $c "* ]] || die "unknown component $c; known: ${COMPONENTS[*]} ${EXTRA_COMPONENTS[*]}"
 	done
 	mkdir -p "$BIN" "$SRC" "$STAMPS" "$LOGS"
 	FAILED=()

@@ -11,7 +11,7 @@ make host-deps
 tags=$(make -s --no-print-directory print-u7s-tags)
 if [ "$what" = all ] || [ "$what" = unit ]; then
 	echo "== unit tests"
-	go test -tags "$tags" ./cmd/... ./internal/... ./images/... ./manifests/...
+	go test -tags "$tags" ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
 fi
 if [ "$what" = all ] || [ "$what" = e2e ]; then
 	echo "== building and installing the node components"
@@ -24,4 +24,9 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	make previous-release
 	echo "== end-to-end test (replaces any u7s node on this host)"
 	go test -tags "e2e $tags" -count=1 -v -timeout 60m ./test/e2e/
+	# The specs that use the test images' tools (dig, curl, nc, porter's TLS, agnhost-2) on the node
+	# TestNode leaves behind; `make conformance` runs every Conformance spec.
+	echo "== conformance: a focused part of upstream's suite"
+	CONFORMANCE_FOCUS='DNS should provide DNS for (the cluster|services) |Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service|be able to change the type from ExternalName to ClusterIP) |intra-pod communication: http |proxy through a service and a pod |override the image.s default command \(container entrypoint\)' \
+		scripts/conformance.sh
 fi

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make conformance: runs upstream's [Conformance] tests (the e2e suite of the pinned Kubernetes,
+# built from source) against the node of this host (make cluster), with the test images of
+# registry.local, and prints a report: passed, failed, skipped, and each failure's cause.
+#
+#   make conformance                                  every Conformance spec that fits one node
+#   make conformance CONFORMANCE_FOCUS='DNS|Service'  only specs whose names match
+#
+# Skipped, as on any cluster of this shape: specs labelled Serial, Disruptive or Flaky, and those
+# upstream marks Environment:NotInUserNS (they cannot pass in a user namespace).
+# test/conformance/rootless-limits.txt lists the failures that are true limits of a rootless node;
+# any other failure fails the run. The reports stay in _output/conformance/<time>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "make conformance runs as root (it reads the node's admin.conf)" >&2; exit 1; }
+FOCUS=${CONFORMANCE_FOCUS:-}
+NODES=${CONFORMANCE_NODES:-4}
+LABELS='Conformance && !Serial && !Disruptive && !Flaky && !Environment:NotInUserNS'
+KUBECONFIG=${KUBECONFIG:-/etc/kubernetes/admin.conf}
+if [ ! -r /etc/u7s/node.json ] || [ ! -r "$KUBECONFIG" ]; then
+	echo "conformance: no u7s node on this host (no /etc/u7s/node.json or $KUBECONFIG); make cluster first" >&2
+	exit 1
+fi
+KUBECONFIG=$KUBECONFIG kubectl get --raw /readyz >/dev/null ||
+	{ echo "conformance: the node's API server does not answer; u7s status, or u7s start" >&2; exit 1; }
+
+echo "== building upstream's e2e suite, ginkgo and kubectl (Kubernetes of versions.env)"
+make -s components COMPONENTS="e2e.test ginkgo kubectl"
+bin=$PWD/_output/bin
+
+# Upstream's test images come from the registry host of the node's registry, where u7s images
+# build puts them (images.Spec.Reference); pause and etcd from the node's registry itself.
+registry=$(jq -r .registry /etc/u7s/node.json)
+host=${registry%%/*}
+out=$PWD/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+cat >"$out/repo-list.yaml" <<YAML
+promoterE2eRegistry: $host/e2e-test-images
+buildImageRegistry: $host/build-image
+gcRegistry: $registry
+gcEtcdRegistry: $registry
+sigStorageRegistry: $host/sig-storage
+privateRegistry: $host/k8s-authenticated-test
+dockerLibraryRegistry: $host/library
+cloudProviderGcpRegistry: $host/cloud-provider-gcp
+YAML
+
+echo "== running: label filter \"$LABELS\"${FOCUS:+, focus \"$FOCUS\"}, $NODES parallel processes; log: $out/e2e.log"
+start=$SECONDS
+set +e
+KUBE_TEST_REPO_LIST=$out/repo-list.yaml PATH=$bin:$PATH "$bin/ginkgo" --procs="$NODES" --timeout=24h \
+	--label-filter="$LABELS" ${FOCUS:+--focus="$FOCUS"} --output-dir="$out" --junit-report=junit.xml --no-color \
+	"$bin/e2e.test" -- --kubeconfig="$KUBECONFIG" --provider=skeleton --report-dir="$out" \
+	--kubectl-path="$bin/kubectl" >"$out/e2e.log" 2>&1
+rc=$?
+set -e
+echo "   the suite ran $((SECONDS - start)) s (exit $rc)"
+[ -s "$out/junit.xml" ] || { tail -n 40 "$out/e2e.log" >&2; echo "conformance: the suite wrote no report" >&2; exit 1; }
+go run ./test/conformance/report -limits test/conformance/rootless-limits.txt "$out/junit.xml" | tee "$out/report.txt"
