@@ -278,6 +278,42 @@ func All() []Spec {
 			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
 		},
 		agnhost(),
+		glibcDNSTesting(),
+	}
+}
+
+// dnsTools are the DNS clients of upstream's test images (bind's dig, host and nslookup) and
+// glibc's getent, which the DNS tests' probes run.
+func dnsTools() []HostFile {
+	return []HostFile{
+		{Src: "/usr/bin/dig", Path: "/usr/bin/dig", Package: "bind9-dnsutils"},
+		{Src: "/usr/bin/nslookup", Path: "/usr/bin/nslookup", Package: "bind9-dnsutils"},
+		{Src: "/usr/bin/host", Path: "/usr/bin/host", Package: "bind9-host"},
+		{Src: "/usr/bin/getent", Path: "/usr/bin/getent", Package: "libc-bin"},
+	}
+}
+
+// shell is what the test images' /bin/sh is: bash. Debian's static busybox is built to prefer
+// its applets, so as /bin/sh it would run its own nc or nslookup for `sh -c "nc -v ..."`
+// whatever PATH says; Alpine's busybox sh (upstream's agnhost) and Debian's dash
+// (glibc-dns-testing) do not.
+var shell = []HostFile{{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}}
+
+// glibcDNSTesting is upstream's e2e-test-images/glibc-dns-testing (test/images/glibc-dns-testing):
+// Debian bookworm with dnsutils and CoreDNS, the glibc resolver's side of the DNS tests.
+// Here: the same Debian tools, on busybox's applets for the commands of a Debian base.
+func glibcDNSTesting() Spec {
+	return Spec{
+		Name:       "glibc-dns-testing",
+		Repository: "e2e-test-images/glibc-dns-testing",
+		Tag:        version.Pinned.GlibcDNSTestingTag,
+		Test:       true,
+		Binaries:   []Binary{{Name: "coredns", Path: "/coredns"}},
+		HostFiles:  append(dnsTools(), shell...),
+		Links:      []Link{{Path: "/bin/sh", Target: "bash"}},
+		Files:      []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}},
+		Busybox:    &Busybox{Binary: TestBusybox},
+		Config:     Config{Cmd: []string{"bash"}, Env: []string{"PATH=" + Path}},
 	}
 }
 
@@ -316,10 +352,7 @@ func agnhost() Spec {
 			{Name: AgnhostPorterCert, Path: "/localhost.crt", Mode: 0o644},
 			{Name: AgnhostPorterKey, Path: "/localhost.key", Mode: 0o644},
 		},
-		HostFiles: []HostFile{
-			tool("/usr/bin/dig", "/usr/bin/dig", "bind9-dnsutils"),
-			tool("/usr/bin/nslookup", "/usr/bin/nslookup", "bind9-dnsutils"),
-			tool("/usr/bin/host", "/usr/bin/host", "bind9-host"),
+		HostFiles: append(append(dnsTools(), shell...),
 			tool("/usr/bin/curl", "/usr/bin/curl", "curl"),
 			tool("/bin/nc.openbsd", "/usr/bin/nc", "netcat-openbsd"),
 			tool("/bin/ip", "/sbin/ip", "iproute2"),
@@ -327,12 +360,12 @@ func agnhost() Spec {
 			tool("/usr/bin/iperf", "/usr/bin/iperf", "iperf"),
 			// make bench measures pod-to-pod throughput with iperf3.
 			tool("/usr/bin/iperf3", "/usr/bin/iperf3", "iperf3"),
-			tool("/bin/bash", "/bin/bash", "bash"),
-			{Src: "/etc/ssl/certs/ca-certificates.crt", Path: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates", Optional: true},
-			{Src: "/etc/services", Path: "/etc/services", Package: "netbase", Optional: true},
-			{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
-		},
+			HostFile{Src: "/etc/ssl/certs/ca-certificates.crt", Path: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates", Optional: true},
+			HostFile{Src: "/etc/services", Path: "/etc/services", Package: "netbase", Optional: true},
+			HostFile{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
+		),
 		Links: []Link{
+			{Path: "/bin/sh", Target: "bash"}, // see shell
 			{Path: "/agnhost-2", Target: "agnhost"},
 			{Path: "/usr/local/bin/iperf", Target: "/usr/bin/iperf"},
 		},

@@ -40,7 +40,7 @@ func TestTags(t *testing.T) {
 	want := map[string]string{
 		"kube-apiserver": p.Kubernetes, "kube-controller-manager": p.Kubernetes, "kube-scheduler": p.Kubernetes,
 		"kube-proxy": p.Kubernetes, "etcd": p.EtcdImageTag, "coredns": p.CoreDNS, "pause": p.PauseImageTag,
-		"flannel": p.Flannel, "agnhost": p.AgnhostTag, "busybox": p.BusyboxTag,
+		"flannel": p.Flannel, "agnhost": p.AgnhostTag, "busybox": p.BusyboxTag, "glibc-dns-testing": p.GlibcDNSTestingTag,
 	}
 	for _, s := range All() {
 		if s.Tag != want[s.Name] || s.Tag == "" {
@@ -55,7 +55,8 @@ func TestTags(t *testing.T) {
 // TestUpstreamTestImages: the test images are at the tags the pinned Kubernetes' e2e tests
 // pull (its test/utils/image), in the same repositories below the registry host.
 func TestUpstreamTestImages(t *testing.T) {
-	for id, name := range map[imageutils.ImageID]string{imageutils.Agnhost: "agnhost", imageutils.BusyBox: "busybox"} {
+	for id, name := range map[imageutils.ImageID]string{imageutils.Agnhost: "agnhost", imageutils.BusyBox: "busybox",
+		imageutils.GlibcDnsTesting: "glibc-dns-testing"} {
 		s, _ := Lookup(name)
 		upstream := imageutils.GetE2EImage(id) // registry.k8s.io/e2e-test-images/NAME:TAG
 		if want := "registry.k8s.io/" + s.Repository + ":" + s.Tag; upstream != want {
@@ -158,9 +159,9 @@ func TestSelect(t *testing.T) {
 		wantErr string
 	}{
 		{nil, false, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel", ""},
-		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel busybox agnhost", ""},
+		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel busybox agnhost glibc-dns-testing", ""},
 		{[]string{"busybox", "pause"}, false, "pause busybox", ""},
-		{[]string{"pause", " "}, true, "pause busybox agnhost", ""},
+		{[]string{"pause", " "}, true, "pause busybox agnhost glibc-dns-testing", ""},
 		{[]string{"kubelet"}, false, "", `unknown image "kubelet"`},
 	}
 	for _, tt := range tests {

@@ -94,6 +94,7 @@ func TestSpecTrees(t *testing.T) {
 			"/usr/bin/curl", "/usr/bin/nc", "/sbin/ip", "/usr/sbin/ss", "/usr/bin/iperf", "/usr/local/bin/iperf",
 			"/usr/bin/iperf3", "/uploads", "/localhost.crt", "/localhost.key", "/etc/nsswitch.conf", loader},
 	}
+	want["glibc-dns-testing"] = []string{"/coredns", "/usr/bin/dig", "/usr/bin/getent", "/bin/bash", "/bin/sh", "/bin/seq", "/bin/sleep", loader}
 	// Where a real command is on PATH, busybox's applet of that name is not linked.
 	notWant := map[string][]string{
 		"agnhost": {"/bin/nc", "/bin/ip", "/bin/nslookup"},
@@ -205,6 +206,20 @@ func extract(t *testing.T, tr *Tree) string {
 	}
 }
 
+// mountProc gives an extracted root the /proc a runtime gives a container: busybox's shell
+// runs its applets through /proc/self/exe, and only then prefers them to the image's tools.
+func mountProc(t *testing.T, root string) {
+	t.Helper()
+	p := filepath.Join(root, "proc")
+	if err := os.MkdirAll(p, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("/proc", p, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		t.Fatalf("bind-mounting /proc: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(p, syscall.MNT_DETACH) })
+}
+
 // inChroot runs argv in root as its root directory.
 func inChroot(t *testing.T, root string, argv ...string) string {
 	t.Helper()
@@ -254,6 +269,8 @@ func TestChroot(t *testing.T) {
 		{"agnhost", []string{"nslookup", "-version"}, "nslookup 9"},
 		{"agnhost", []string{"curl", "--version"}, "libcurl"},
 		{"agnhost", []string{"nc", "-h"}, "OpenBSD netcat"},
+		// As upstream's tests run it: through sh, which must not take busybox's applet.
+		{"agnhost", []string{"sh", "-c", "nc -h 2>&1"}, "OpenBSD netcat"},
 		{"agnhost", []string{"ip", "-V"}, "iproute2"},
 		{"agnhost", []string{"ss", "-V"}, "iproute2"},
 		{"agnhost", []string{"sh", "-c", "iperf -v 2>&1; true"}, "iperf version 2"}, // exits 1
@@ -261,6 +278,11 @@ func TestChroot(t *testing.T) {
 		{"agnhost", []string{"bash", "-c", "echo $BASH_VERSION"}, "5."},
 		{"agnhost", []string{"sh", "-c", "id user-defined-in-image"}, "uid=1000(user-defined-in-image) gid=1000(user-defined-in-image) groups=1000(user-defined-in-image),50000(group-defined-in-image)"},
 		{"agnhost", []string{"sh", "-c", "cat /localhost.crt; test -d /uploads && echo uploads"}, "uploads"},
+		{"agnhost", []string{"sh", "-c", "getent hosts localhost || echo none"}, ""},
+		// The probe of upstream's DNS tests, in short.
+		{"glibc-dns-testing", []string{"sh", "-c", "for i in $(seq 1 2); do dig -v 2>&1; done; nslookup -version; getent passwd root"}, "DiG 9"},
+		{"glibc-dns-testing", []string{"sh", "-c", "nslookup -version"}, "nslookup 9"},
+		{"glibc-dns-testing", []string{"getent", "passwd", "root"}, "root:x:0:0"},
 	}
 	roots := map[string]string{} // extracted into the parent test's temp dir, shared by subtests
 	parent := t
@@ -274,6 +296,7 @@ func TestChroot(t *testing.T) {
 					t.Fatal(err)
 				}
 				root = extract(parent, tr)
+				mountProc(parent, root)
 				roots[tt.image] = root
 			}
 			if got := inChroot(t, root, tt.argv...); !strings.Contains(got, tt.want) {

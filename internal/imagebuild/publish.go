@@ -81,7 +81,7 @@ type Options struct {
 	OCIDir string
 	// Only names the images to build; empty means every node image.
 	Only []string
-	// TestImages adds busybox and agnhost.
+	// TestImages adds the test images (upstream e2e-test-images: busybox, agnhost, glibc-dns-testing).
 	TestImages bool
 	// TmpDir holds the layers while they are built; "" means the default.
 	TmpDir string

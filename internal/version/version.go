@@ -12,19 +12,20 @@ var versionsEnv string
 
 // Pins holds every version u7s builds, runs and pulls.
 type Pins struct {
-	Kubernetes    string
-	CRIO          string
-	Etcd          string
-	EtcdImageTag  string
-	CoreDNS       string
-	PauseImageTag string
-	Flannel       string
-	CNIPlugins    string
-	Runc          string
-	Rootlesskit   string
-	KubeBench     string
-	AgnhostTag    string
-	BusyboxTag    string
+	Kubernetes         string
+	CRIO               string
+	Etcd               string
+	EtcdImageTag       string
+	CoreDNS            string
+	PauseImageTag      string
+	Flannel            string
+	CNIPlugins         string
+	Runc               string
+	Rootlesskit        string
+	KubeBench          string
+	AgnhostTag         string
+	BusyboxTag         string
+	GlibcDNSTestingTag string
 }
 
 // U7s is the version of u7s itself, set by the linker.
@@ -46,19 +47,20 @@ func mustParse(env string) Pins {
 		return v
 	}
 	return Pins{
-		Kubernetes:    get("KUBERNETES_VERSION"),
-		CRIO:          get("CRIO_VERSION"),
-		Etcd:          get("ETCD_VERSION"),
-		EtcdImageTag:  get("ETCD_IMAGE_TAG"),
-		CoreDNS:       get("COREDNS_VERSION"),
-		PauseImageTag: get("PAUSE_IMAGE_TAG"),
-		Flannel:       get("FLANNEL_VERSION"),
-		CNIPlugins:    get("CNI_PLUGINS_VERSION"),
-		Runc:          get("RUNC_VERSION"),
-		Rootlesskit:   get("ROOTLESSKIT_VERSION"),
-		KubeBench:     get("KUBE_BENCH_VERSION"),
-		AgnhostTag:    get("AGNHOST_IMAGE_TAG"),
-		BusyboxTag:    get("BUSYBOX_IMAGE_TAG"),
+		Kubernetes:         get("KUBERNETES_VERSION"),
+		CRIO:               get("CRIO_VERSION"),
+		Etcd:               get("ETCD_VERSION"),
+		EtcdImageTag:       get("ETCD_IMAGE_TAG"),
+		CoreDNS:            get("COREDNS_VERSION"),
+		PauseImageTag:      get("PAUSE_IMAGE_TAG"),
+		Flannel:            get("FLANNEL_VERSION"),
+		CNIPlugins:         get("CNI_PLUGINS_VERSION"),
+		Runc:               get("RUNC_VERSION"),
+		Rootlesskit:        get("ROOTLESSKIT_VERSION"),
+		KubeBench:          get("KUBE_BENCH_VERSION"),
+		AgnhostTag:         get("AGNHOST_IMAGE_TAG"),
+		BusyboxTag:         get("BUSYBOX_IMAGE_TAG"),
+		GlibcDNSTestingTag: get("GLIBC_DNS_TESTING_IMAGE_TAG"),
 	}
 }
 

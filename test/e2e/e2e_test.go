@@ -24,6 +24,8 @@ import (
 var (
 	agnhost = "registry.local/e2e-test-images/agnhost:" + version.Pinned.AgnhostTag
 	busybox = "registry.local/e2e-test-images/busybox:" + version.Pinned.BusyboxTag
+
+	glibcDNSTesting = "registry.local/e2e-test-images/glibc-dns-testing:" + version.Pinned.GlibcDNSTestingTag
 )
 
 const (
@@ -345,7 +347,7 @@ spec:
 
 	// The tools of upstream's test images, as upstream's e2e tests run them (issue: a busybox
 	// nc or a missing dig or curl fails those tests whatever the node does).
-	t.Run("test images carry upstream's tools: dig, curl, OpenBSD nc, iproute2, iperf, bash, busybox "+version.Pinned.BusyboxTag, func(t *testing.T) {
+	t.Run("test images carry upstream's tools: dig, curl, OpenBSD nc, iproute2, iperf, bash, getent, busybox "+version.Pinned.BusyboxTag, func(t *testing.T) {
 		apply(t, `apiVersion: v1
 kind: Pod
 metadata: {name: tools}
@@ -359,8 +361,15 @@ metadata: {name: bb}
 spec:
   containers:
   - {name: c, image: `+busybox+`, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dnsutils}
+spec:
+  containers:
+  - {name: c, image: `+glibcDNSTesting+`, command: [sleep, "3600"]}
 `)
-		kubectl(t, "wait", "--for=condition=Ready", "pod/tools", "pod/bb", "--timeout=120s")
+		kubectl(t, "wait", "--for=condition=Ready", "pod/tools", "pod/bb", "pod/dnsutils", "--timeout=120s")
 		svcIP := kubectl(t, "get", "service/web", "-o", "jsonpath={.spec.clusterIP}")
 		checks := []struct{ name, script, want string }{
 			{"dig", "dig +short +search web", svcIP},
@@ -384,11 +393,24 @@ spec:
 				return nil
 			})
 		}
+		// The probe of upstream's DNS tests runs in glibc-dns-testing as in agnhost.
+		for script, want := range map[string]string{
+			"dig +notcp +noall +answer +search web.default.svc.cluster.local A": svcIP,
+			"getent hosts web.default.svc.cluster.local":                        svcIP,
+		} {
+			eventually(t, "glibc-dns-testing: "+script, 30*time.Second, func() error {
+				out, err := run(t, "kubectl", "exec", "dnsutils", "--", "sh", "-c", script)
+				if err != nil || !strings.Contains(out, want) {
+					return fmt.Errorf("want %q: %v: %s", want, err, out)
+				}
+				return nil
+			})
+		}
 		want := strings.SplitN(version.Pinned.BusyboxTag, "-", 2)[0]
 		if out := kubectl(t, "exec", "bb", "--", "sh", "-c", "busybox | head -n1"); !strings.Contains(out, "BusyBox v"+want) {
 			t.Errorf("the busybox image runs %q, want busybox %s", out, want)
 		}
-		kubectl(t, "delete", "deployment/web", "service/web", "pod/tools", "pod/bb", "--now")
+		kubectl(t, "delete", "deployment/web", "service/web", "pod/tools", "pod/bb", "pod/dnsutils", "--now")
 	})
 
 	testSecurity(t, nodeName(t), nodeIP(t))

@@ -104,9 +104,9 @@ func Summarise(r io.Reader, limits []*regexp.Regexp) (Summary, error) {
 	var s Summary
 	for _, suite := range j.Suites {
 		for _, c := range suite.Cases {
-			// Ginkgo's own setup and teardown nodes are not specs.
-			if strings.HasPrefix(c.Name, "[SynchronizedBeforeSuite]") || strings.HasPrefix(c.Name, "[SynchronizedAfterSuite]") ||
-				strings.HasPrefix(c.Name, "[ReportAfterSuite]") || strings.HasPrefix(c.Name, "[BeforeSuite]") || strings.HasPrefix(c.Name, "[AfterSuite]") {
+			// Specs are "[It] ..."; the suite's own nodes ([SynchronizedBeforeSuite],
+			// [ReportAfterSuite] ..., one set per process) count only when they fail.
+			if !strings.HasPrefix(c.Name, "[It] ") {
 				if c.Failure != nil || c.Error != nil {
 					s.Failed = append(s.Failed, Failure{c.Name, Cause(c)})
 				}

@@ -10,6 +10,7 @@ const junit = `<?xml version="1.0" encoding="UTF-8"?>
 <testsuites tests="6" disabled="0" errors="0" failures="2" time="100">
   <testsuite name="Kubernetes e2e suite" package="/e2e" tests="6" disabled="0" skipped="1" errors="0" failures="2" time="100">
     <testcase name="[SynchronizedBeforeSuite]" classname="Kubernetes e2e suite" status="passed" time="3"></testcase>
+    <testcase name="[ReportAfterSuite] Kubernetes e2e suite report" classname="Kubernetes e2e suite" status="passed" time="0"></testcase>
     <testcase name="[It] [sig-network] DNS should provide DNS for services [Conformance]" classname="Kubernetes e2e suite" status="passed" time="30"></testcase>
     <testcase name="[It] [sig-node] Pods should be updated [NodeConformance] [Conformance]" classname="Kubernetes e2e suite" status="passed" time="10"></testcase>
     <testcase name="[It] [sig-apps] Deployment should run nginx [Conformance]" classname="Kubernetes e2e suite" status="failed" time="300">
