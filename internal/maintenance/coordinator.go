@@ -189,10 +189,12 @@ func (c *Coordinator) follow(ctx context.Context, l *coordinationv1.Lease, holde
 	}
 	if _, asking := n.Annotations[RequestAnnotation]; !asking && ready(n) {
 		c.Logf("maintenance of %s done: uncordoning, lock released", holder)
-		if err := c.setUnschedulable(ctx, holder, false); err != nil {
+		// The approval goes first: an approved node is always a cordoned one, for whoever
+		// watches (a crash in between leaves it cordoned, and the next sync ends it again).
+		if err := c.annotate(ctx, holder, ApprovedAnnotation, nil); err != nil {
 			return err
 		}
-		if err := c.annotate(ctx, holder, ApprovedAnnotation, nil); err != nil {
+		if err := c.setUnschedulable(ctx, holder, false); err != nil {
 			return err
 		}
 		return c.release(ctx, l)

@@ -2,6 +2,7 @@ package maintenance
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,17 @@ func newFixture(t *testing.T, blocked *bool, objs ...runtime.Object) *fixture {
 		}
 		e := a.(k8stesting.CreateAction).GetObject().(*policyv1.Eviction)
 		return true, nil, f.cs.Tracker().Delete(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, e.Namespace, e.Name)
+	})
+	// An approved node is a cordoned one at every moment: nobody watching may see a node
+	// schedulable (pods landing on it) while it still says approved.
+	f.cs.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if p := string(a.(k8stesting.PatchAction).GetPatch()); strings.Contains(p, `"unschedulable":false`) {
+			n, err := f.cs.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, "", a.(k8stesting.PatchAction).GetName())
+			if err == nil && n.(*corev1.Node).Annotations[ApprovedAnnotation] != "" {
+				t.Errorf("node %s uncordoned while still approved", a.(k8stesting.PatchAction).GetName())
+			}
+		}
+		return false, nil, nil
 	})
 	f.c = &Coordinator{Client: f.cs, Identity: "cp1", MaxDuration: 30 * time.Minute, DrainTimeout: time.Second,
 		Logf: t.Logf, now: func() time.Time { return f.now }, pollInterval: time.Millisecond}
