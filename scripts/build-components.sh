@@ -162,8 +162,14 @@ build_ginkgo() {
 # Debian mirror into a private package list.
 build_busybox() {
 	local d=$SRC/busybox-$BUSYBOX_VERSION mirror v deb bb
-	mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-	[[ -n $mirror ]] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+	# The mirror of the host's sources: deb822 (Debian 12's default) or one-line (debootstrap's).
+	mirror=
+	if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
+		mirror=$(awk '$1 == "URIs:" { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
+	fi
+	if [[ -z $mirror && -r /etc/apt/sources.list ]]; then
+		mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp|file):/) { print $i; exit } }' /etc/apt/sources.list)
+	fi
 	mirror=${mirror:-http://deb.debian.org/debian}
 	rm -rf "$d"
 	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
