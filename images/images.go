@@ -297,7 +297,10 @@ func dnsTools() []HostFile {
 // its applets, so as /bin/sh it would run its own nc or nslookup for `sh -c "nc -v ..."`
 // whatever PATH says; Alpine's busybox sh (upstream's agnhost) and Debian's dash
 // (glibc-dns-testing) do not.
-var shell = []HostFile{{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}}
+var (
+	shell     = []HostFile{{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}}
+	shellLink = Link{Path: "/bin/sh", Target: "bash"}
+)
 
 // glibcDNSTesting is upstream's e2e-test-images/glibc-dns-testing (test/images/glibc-dns-testing):
 // Debian bookworm with dnsutils and CoreDNS, the glibc resolver's side of the DNS tests.
@@ -310,7 +313,7 @@ func glibcDNSTesting() Spec {
 		Test:       true,
 		Binaries:   []Binary{{Name: "coredns", Path: "/coredns"}},
 		HostFiles:  append(dnsTools(), shell...),
-		Links:      []Link{{Path: "/bin/sh", Target: "bash"}},
+		Links:      []Link{shellLink},
 		Files:      []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}},
 		Busybox:    &Busybox{Binary: TestBusybox},
 		Config:     Config{Cmd: []string{"bash"}, Env: []string{"PATH=" + Path}},
@@ -365,7 +368,7 @@ func agnhost() Spec {
 			HostFile{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
 		),
 		Links: []Link{
-			{Path: "/bin/sh", Target: "bash"}, // see shell
+			shellLink,
 			{Path: "/agnhost-2", Target: "agnhost"},
 			{Path: "/usr/local/bin/iperf", Target: "/usr/bin/iperf"},
 		},
