@@ -371,37 +371,27 @@ spec:
 `)
 		kubectl(t, "wait", "--for=condition=Ready", "pod/tools", "pod/bb", "pod/dnsutils", "--timeout=120s")
 		svcIP := kubectl(t, "get", "service/web", "-o", "jsonpath={.spec.clusterIP}")
-		checks := []struct{ name, script, want string }{
-			{"dig", "dig +short +search web", svcIP},
-			{"host", "host web.default.svc.cluster.local", svcIP},
-			{"curl", "curl -sS --max-time 5 http://web/hostname", "web-"},
-			{"OpenBSD nc", "nc -v -z -w 3 web 80 2>&1", "succeeded"},
-			{"ip", "ip -o -4 addr show eth0", "inet "},
-			{"ss", "ss -ltn", "State"},
-			{"iperf", "iperf -v 2>&1; true", "iperf version 2"},
-			{"bash", "bash -c 'echo bash $BASH_VERSION'", "bash 5."},
-			{"coredns", "/coredns -version", "CoreDNS-"},
-			{"image user", "id user-defined-in-image", "groups=1000(user-defined-in-image),50000(group-defined-in-image)"},
-			{"agnhost-2, porter's TLS pair, /uploads", "/agnhost-2 --help >/dev/null && test -s /localhost.crt && test -s /localhost.key && test -d /uploads && echo present", "present"},
+		// pod tools runs agnhost, pod dnsutils glibc-dns-testing (the DNS tests' glibc prober).
+		checks := []struct{ pod, name, script, want string }{
+			{"tools", "dig", "dig +short +search web", svcIP},
+			{"tools", "host", "host web.default.svc.cluster.local", svcIP},
+			{"tools", "curl", "curl -sS --max-time 5 http://web/hostname", "web-"},
+			{"tools", "OpenBSD nc", "nc -v -z -w 3 web 80 2>&1", "succeeded"},
+			{"tools", "ip", "ip -o -4 addr show eth0", "inet "},
+			{"tools", "ss", "ss -ltn", "State"},
+			{"tools", "iperf", "iperf -v 2>&1; true", "iperf version 2"},
+			{"tools", "bash", "bash -c 'echo bash $BASH_VERSION'", "bash 5."},
+			{"tools", "coredns", "/coredns -version", "CoreDNS-"},
+			{"tools", "image user", "id user-defined-in-image", "groups=1000(user-defined-in-image),50000(group-defined-in-image)"},
+			{"tools", "agnhost-2, porter's TLS pair, /uploads", "/agnhost-2 --help >/dev/null && test -s /localhost.crt && test -s /localhost.key && test -d /uploads && echo present", "present"},
+			{"dnsutils", "dig", "dig +notcp +noall +answer +search web.default.svc.cluster.local A", svcIP},
+			{"dnsutils", "getent", "getent hosts web.default.svc.cluster.local", svcIP},
 		}
 		for _, c := range checks {
-			eventually(t, "agnhost's "+c.name, 30*time.Second, func() error {
-				out, err := run(t, "kubectl", "exec", "tools", "--", "sh", "-c", c.script)
+			eventually(t, c.pod+": "+c.name, 30*time.Second, func() error {
+				out, err := run(t, "kubectl", "exec", c.pod, "--", "sh", "-c", c.script)
 				if err != nil || c.want == "" || !strings.Contains(out, c.want) {
 					return fmt.Errorf("%s: want %q: %v: %s", c.script, c.want, err, out)
-				}
-				return nil
-			})
-		}
-		// The probe of upstream's DNS tests runs in glibc-dns-testing as in agnhost.
-		for script, want := range map[string]string{
-			"dig +notcp +noall +answer +search web.default.svc.cluster.local A": svcIP,
-			"getent hosts web.default.svc.cluster.local":                        svcIP,
-		} {
-			eventually(t, "glibc-dns-testing: "+script, 30*time.Second, func() error {
-				out, err := run(t, "kubectl", "exec", "dnsutils", "--", "sh", "-c", script)
-				if err != nil || !strings.Contains(out, want) {
-					return fmt.Errorf("want %q: %v: %s", want, err, out)
 				}
 				return nil
 			})
