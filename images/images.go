@@ -21,6 +21,8 @@ type Binary struct {
 	Path string
 	// Optional binaries are skipped when --bin-dir lacks them.
 	Optional bool
+	// Mode is its permission bits in Unix notation (04755: set-uid); 0 means 0755.
+	Mode uint32
 }
 
 // HostFile is a file of the build host copied into the image, together with the shared
@@ -278,7 +280,156 @@ func All() []Spec {
 			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
 		},
 		agnhost(),
+		agnhostPrev(),
 		glibcDNSTesting(),
+		pageImage("kitten", version.Pinned.KittenTag),
+		pageImage("nautilus", version.Pinned.NautilusTag),
+		nginx(),
+		{
+			// Upstream's e2e-test-images/nonewprivs: nnp, set-uid root, on Alpine; here on busybox.
+			Name:       "nonewprivs",
+			Repository: "e2e-test-images/nonewprivs",
+			Tag:        version.Pinned.NonewprivsTag,
+			Test:       true,
+			Binaries:   []Binary{{Name: "nnp", Path: "/usr/local/bin/nnp", Mode: 0o4755}},
+			Busybox:    &Busybox{Binary: TestBusybox},
+			Config:     Config{Cmd: []string{"nnp"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			// Upstream's e2e-test-images/nonroot: a Debian base whose default user is 1234; here
+			// busybox as that user.
+			Name:       "nonroot",
+			Repository: "e2e-test-images/nonroot",
+			Tag:        version.Pinned.NonrootTag,
+			Test:       true,
+			Busybox:    &Busybox{Binary: TestBusybox},
+			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}, User: "1234"},
+		},
+		{
+			// Upstream's e2e-test-images/sample-apiserver: k8s.io/sample-apiserver at /, on Alpine.
+			// Built from the staging module of the pinned Kubernetes (upstream's tag is an older
+			// release of it), on busybox.
+			Name:       "sample-apiserver",
+			Repository: "e2e-test-images/sample-apiserver",
+			Tag:        version.Pinned.SampleAPIServerTag,
+			Test:       true,
+			Binaries:   []Binary{{Name: "sample-apiserver", Path: "/sample-apiserver"}},
+			Busybox:    &Busybox{Binary: TestBusybox},
+			Config:     Config{Entrypoint: []string{"/sample-apiserver"}, Env: []string{"PATH=" + Path}},
+		},
+	}
+}
+
+// osRelease describes a test image whose upstream is an Alpine Linux image (agnhost and the
+// images made from it) for what it is: Debian's tools in the layout of that image. Upstream's
+// image-volume spec reads the /etc/os-release of kitten and looks for "Alpine Linux".
+func osRelease(name, tag string) File {
+	return File{Path: "/etc/os-release", Mode: 0o644, Content: "NAME=\"u7s test image\"\n" +
+		"ID=u7s-test-image\n" +
+		"VERSION_ID=" + tag + "\n" +
+		"PRETTY_NAME=\"u7s e2e-test-images/" + name + ":" + tag + ", Debian's tools in the layout of upstream's Alpine Linux image\"\n"}
+}
+
+// agnhostPrev is the image upstream's specs roll from and to beside agnhost (AgnhostPrev):
+// agnhost at an older tag. That release's source is not on the module proxy (it belongs to an
+// older Kubernetes), so the tag carries this tree's agnhost; the specs only need a second image
+// that runs agnhost's commands.
+func agnhostPrev() Spec {
+	s := agnhost()
+	s.Name = "agnhost-prev"
+	s.Tag = version.Pinned.AgnhostPrevTag
+	s.Files = withOSRelease(s.Files, "agnhost", s.Tag)
+	return s
+}
+
+func withOSRelease(files []File, name, tag string) []File {
+	out := []File{osRelease(name, tag)}
+	for _, f := range files {
+		if f.Path != "/etc/os-release" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// pageImage is upstream's e2e-test-images/kitten or nautilus (test/images/NAME): agnhost serving
+// NAME.jpg and a data.json that names it, from / with its test-webserver. `make components`
+// copies both files from the pinned Kubernetes into --bin-dir (ImagePage).
+func pageImage(name, tag string) Spec {
+	s := agnhost()
+	s.Name = name
+	s.Repository = "e2e-test-images/" + name
+	s.Tag = tag
+	s.Files = withOSRelease(s.Files, name, tag)
+	s.DataFiles = append(append([]DataFile{}, s.DataFiles...),
+		DataFile{Name: ImagePage(name, name+".jpg"), Path: "/" + name + ".jpg", Mode: 0o644},
+		DataFile{Name: ImagePage(name, "data.json"), Path: "/data.json", Mode: 0o644})
+	s.Config.Cmd = []string{"test-webserver"}
+	return s
+}
+
+// ImagePage is the name in --bin-dir of file of the kitten or nautilus image: kitten.jpg and
+// kitten-data.json.
+func ImagePage(image, file string) string {
+	if file == image+".jpg" {
+		return file
+	}
+	return image + "-" + file
+}
+
+// NginxUser is the account nginx's workers run as, as in upstream's nginx image.
+var NginxUser = Account{Name: "nginx", UID: 101, GID: 101}
+
+// nginxConf is upstream's nginx image's configuration (nginx.conf and conf.d/default.conf of the
+// official image, in one file): a server on port 80 for /usr/share/nginx/html, logs to the
+// container's output.
+const nginxConf = `user nginx;
+worker_processes auto;
+error_log /dev/stderr notice;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log /dev/stdout;
+    sendfile on;
+    keepalive_timeout 65;
+
+    server {
+        listen 80;
+        server_name localhost;
+        location / {
+            root /usr/share/nginx/html;
+            index index.html index.htm;
+        }
+    }
+}
+`
+
+// nginx is upstream's e2e-test-images/nginx: the official nginx image on Alpine, nginx at the
+// tag's version. Here Debian's nginx of the build host's release (`make components`), with the
+// same configuration, user and command; the specs use it as a web server on port 80.
+func nginx() Spec {
+	return Spec{
+		Name:       "nginx",
+		Repository: "e2e-test-images/nginx",
+		Tag:        version.Pinned.NginxTag,
+		Test:       true,
+		Binaries:   []Binary{{Name: "nginx", Path: "/usr/sbin/nginx"}},
+		DataFiles: []DataFile{
+			{Name: "nginx-mime.types", Path: "/etc/nginx/mime.types", Mode: 0o644},
+			{Name: "nginx-index.html", Path: "/usr/share/nginx/html/index.html", Mode: 0o644},
+		},
+		// Debian's nginx opens its built-in error log and keeps its temporary files here.
+		Dirs:     []Dir{{Path: "/var/log/nginx", Mode: 0o755}, {Path: "/var/lib/nginx", Mode: 0o755}},
+		Files:    []File{{Path: "/etc/nginx/nginx.conf", Mode: 0o644, Content: nginxConf}},
+		Accounts: []Account{NginxUser},
+		Busybox:  &Busybox{Binary: TestBusybox},
+		Config:   Config{Cmd: []string{"nginx", "-g", "daemon off;"}, Env: []string{"PATH=" + Path}},
 	}
 }
 
@@ -374,7 +525,10 @@ func agnhost() Spec {
 		},
 		Dirs: []Dir{{Path: "/uploads", Mode: 0o755}},
 		// glibc's tools resolve names as musl does in upstream's image: /etc/hosts, then DNS.
-		Files:    []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}},
+		Files: []File{
+			{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"},
+			osRelease("agnhost", version.Pinned.AgnhostTag),
+		},
 		Accounts: []Account{AgnhostUser},
 		Busybox:  &Busybox{Binary: TestBusybox},
 		Config:   Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{"PATH=" + Path}},

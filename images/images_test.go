@@ -41,6 +41,8 @@ func TestTags(t *testing.T) {
 		"kube-apiserver": p.Kubernetes, "kube-controller-manager": p.Kubernetes, "kube-scheduler": p.Kubernetes,
 		"kube-proxy": p.Kubernetes, "etcd": p.EtcdImageTag, "coredns": p.CoreDNS, "pause": p.PauseImageTag,
 		"flannel": p.Flannel, "agnhost": p.AgnhostTag, "busybox": p.BusyboxTag, "glibc-dns-testing": p.GlibcDNSTestingTag,
+		"agnhost-prev": p.AgnhostPrevTag, "kitten": p.KittenTag, "nautilus": p.NautilusTag, "nginx": p.NginxTag,
+		"nonewprivs": p.NonewprivsTag, "nonroot": p.NonrootTag, "sample-apiserver": p.SampleAPIServerTag,
 	}
 	for _, s := range All() {
 		if s.Tag != want[s.Name] || s.Tag == "" {
@@ -56,7 +58,9 @@ func TestTags(t *testing.T) {
 // pull (its test/utils/image), in the same repositories below the registry host.
 func TestUpstreamTestImages(t *testing.T) {
 	for id, name := range map[imageutils.ImageID]string{imageutils.Agnhost: "agnhost", imageutils.BusyBox: "busybox",
-		imageutils.GlibcDnsTesting: "glibc-dns-testing"} {
+		imageutils.GlibcDnsTesting: "glibc-dns-testing", imageutils.AgnhostPrev: "agnhost-prev",
+		imageutils.Kitten: "kitten", imageutils.Nautilus: "nautilus", imageutils.Nginx: "nginx",
+		imageutils.Nonewprivs: "nonewprivs", imageutils.NonRoot: "nonroot", imageutils.APIServer: "sample-apiserver"} {
 		s, _ := Lookup(name)
 		upstream := imageutils.GetE2EImage(id) // registry.k8s.io/e2e-test-images/NAME:TAG
 		if want := "registry.k8s.io/" + s.Repository + ":" + s.Tag; upstream != want {
@@ -159,9 +163,9 @@ func TestSelect(t *testing.T) {
 		wantErr string
 	}{
 		{nil, false, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel", ""},
-		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel busybox agnhost glibc-dns-testing", ""},
+		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel busybox agnhost agnhost-prev glibc-dns-testing kitten nautilus nginx nonewprivs nonroot sample-apiserver", ""},
 		{[]string{"busybox", "pause"}, false, "pause busybox", ""},
-		{[]string{"pause", " "}, true, "pause busybox agnhost glibc-dns-testing", ""},
+		{[]string{"pause", " "}, true, "pause busybox agnhost agnhost-prev glibc-dns-testing kitten nautilus nginx nonewprivs nonroot sample-apiserver", ""},
 		{[]string{"kubelet"}, false, "", `unknown image "kubelet"`},
 	}
 	for _, tt := range tests {

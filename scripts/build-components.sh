@@ -29,7 +29,7 @@ GOVERSION=$($GO env GOVERSION)
 export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
-	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox)
+	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox nnp nginx sample-apiserver)
 CNI_PLUGINS=(bridge host-local loopback portmap)
 # Built only when named (make conformance): upstream's e2e suite and the ginkgo runner of it.
 EXTRA_COMPONENTS=(e2e.test ginkgo)
@@ -131,6 +131,48 @@ build_agnhost() {
 		install -m 0644 "$porter/localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 		put "agnhost-localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 	done
+	# The pages of the kitten and nautilus images, which are agnhost's test-webserver serving them
+	# (images.ImagePage).
+	local img
+	for img in kitten nautilus; do
+		f=$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/$img/html
+		install -m 0644 "$f/$img.jpg" "$BIN/.$img.jpg.tmp"
+		install -m 0644 "$f/data.json" "$BIN/.$img-data.json.tmp"
+		put "$img.jpg" "$BIN/.$img.jpg.tmp"
+		put "$img-data.json" "$BIN/.$img-data.json.tmp"
+	done
+}
+# nnp of upstream's e2e-test-images/nonewprivs: it prints its effective uid, set-uid root in the image.
+build_nnp() { kube_build nnp k8s.io/kubernetes/test/images/nonewprivs; }
+
+# The aggregated API server of upstream's e2e-test-images/sample-apiserver, from the staging module
+# of the pinned Kubernetes (upstream's image at its tag is an older build of the same program).
+build_sample_apiserver() {
+	module_src sample-apiserver k8s.io/sample-apiserver "v0.${KUBERNETES_VERSION#v1.}"
+	cd "$MOD_DIR"
+	CGO_ENABLED=0 mod_go build -trimpath -ldflags "-s -w $KUBE_LDFLAGS" -o "$BIN/.sample-apiserver.tmp" .
+	put sample-apiserver "$BIN/.sample-apiserver.tmp"
+}
+
+# The nginx of upstream's e2e-test-images/nginx: Debian's nginx of this host's release (upstream's
+# is Alpine's), fetched by apt, which checks the archive's signatures, and unpacked without being
+# installed, so that no nginx service starts on the build host. Its shared libraries are the host's,
+# added to the image like those of the other host tools.
+nginx_candidate() { apt-cache policy nginx 2>/dev/null | awk '$1 == "Candidate:" { print $2 }'; }
+build_nginx() {
+	local d=$SRC/nginx v
+	v=$(nginx_candidate)
+	[[ -n $v && $v != "(none)" ]] || die "apt knows no nginx package; fix: apt-get update (as root), then make components"
+	rm -rf "$d" && mkdir -p "$d"
+	(cd "$d" && apt-get -q -o APT::Sandbox::User=root download "nginx=$v" "nginx-common=$v")
+	for f in "$d"/*.deb; do dpkg-deb -x "$f" "$d/root"; done
+	"$d/root/usr/sbin/nginx" -v
+	install -m 0755 "$d/root/usr/sbin/nginx" "$BIN/.nginx.tmp"
+	install -m 0644 "$d/root/etc/nginx/mime.types" "$BIN/.nginx-mime.types.tmp"
+	install -m 0644 "$d/root/usr/share/nginx/html/index.html" "$BIN/.nginx-index.html.tmp"
+	put nginx-mime.types "$BIN/.nginx-mime.types.tmp"
+	put nginx-index.html "$BIN/.nginx-index.html.tmp"
+	put nginx "$BIN/.nginx.tmp"
 }
 
 # conformance_module: upstream's e2e suite is a test of k8s.io/kubernetes, whose test-only modules
@@ -312,7 +354,9 @@ inputs() {
 	declare -f "$fn" module_src mod_go put
 	case $1 in
 	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
-	kube* | agnhost) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
+	kube* | agnhost | nnp) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
+	sample-apiserver) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS" ;;
+	nginx) nginx_candidate; declare -f nginx_candidate ;;
 	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
 	pinns) echo "$CRIO_VERSION" ;;
 	runc) echo "$RUNC_VERSION" ;;
@@ -338,7 +382,8 @@ outputs() {
 data_outputs() {
 	case $1 in
 	kube-bench) echo share/kube-bench/cfg/config.yaml ;;
-	agnhost) echo bin/agnhost-localhost.crt bin/agnhost-localhost.key ;;
+	agnhost) echo bin/agnhost-localhost.crt bin/agnhost-localhost.key bin/kitten.jpg bin/kitten-data.json bin/nautilus.jpg bin/nautilus-data.json ;;
+	nginx) echo bin/nginx-mime.types bin/nginx-index.html ;;
 	esac
 }
 
@@ -347,6 +392,9 @@ version_of() {
 	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
 	kube*) echo "$KUBERNETES_VERSION" ;;
 	agnhost) echo "$AGNHOST_IMAGE_TAG" ;;
+	nnp) echo "$NONEWPRIVS_IMAGE_TAG" ;;
+	sample-apiserver) echo "v0.${KUBERNETES_VERSION#v1.}" ;;
+	nginx) nginx_candidate ;;
 	crio | pinns) echo "$CRIO_VERSION" ;;
 	runc) echo "$RUNC_VERSION" ;;
 	cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;

@@ -188,7 +188,11 @@ func (b *Builder) Tree(spec images.Spec) (*Tree, error) {
 		if err := CheckExecutable(src); err != nil {
 			return nil, fmt.Errorf("image %s: %w", spec.Name, err)
 		}
-		if err := t.File(bin.Path, src, 0o755); err != nil {
+		mode := fs.FileMode(0o755)
+		if bin.Mode != 0 {
+			mode = unixMode(bin.Mode)
+		}
+		if err := t.File(bin.Path, src, mode); err != nil {
 			return nil, err
 		}
 	}

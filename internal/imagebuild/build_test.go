@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -95,6 +96,14 @@ func TestSpecTrees(t *testing.T) {
 			"/usr/bin/iperf3", "/uploads", "/localhost.crt", "/localhost.key", "/etc/nsswitch.conf", loader},
 	}
 	want["glibc-dns-testing"] = []string{"/coredns", "/usr/bin/dig", "/usr/bin/getent", "/bin/bash", "/bin/sh", "/bin/seq", "/bin/sleep", loader}
+	want["agnhost-prev"] = want["agnhost"]
+	want["kitten"] = append([]string{"/kitten.jpg", "/data.json", "/etc/os-release"}, want["agnhost"]...)
+	want["nautilus"] = append([]string{"/nautilus.jpg", "/data.json", "/etc/os-release"}, want["agnhost"]...)
+	want["nginx"] = []string{"/usr/sbin/nginx", "/etc/nginx/nginx.conf", "/etc/nginx/mime.types",
+		"/usr/share/nginx/html/index.html", "/var/log/nginx", "/var/lib/nginx", "/bin/sh"}
+	want["nonewprivs"] = []string{"/usr/local/bin/nnp", "/bin/sh"}
+	want["nonroot"] = []string{"/bin/sh", "/bin/id"}
+	want["sample-apiserver"] = []string{"/sample-apiserver"}
 	// Where a real command is on PATH, busybox's applet of that name is not linked.
 	notWant := map[string][]string{
 		"agnhost": {"/bin/nc", "/bin/ip", "/bin/nslookup"},
@@ -117,6 +126,26 @@ func TestSpecTrees(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBinaryMode: a binary keeps the mode its spec gives (nonewprivs' set-uid nnp), others are 0755.
+func TestBinaryMode(t *testing.T) {
+	b := &Builder{BinDir: fakeBinDir(t)}
+	for image, want := range map[string]map[string]fs.FileMode{
+		"nonewprivs": {"/usr/local/bin/nnp": 0o755 | fs.ModeSetuid},
+		"pause":      {"/pause": 0o755},
+	} {
+		s, _ := images.Lookup(image)
+		tr, err := b.Tree(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, mode := range want {
+			if got := tr.entries[p].mode; got != mode {
+				t.Errorf("%s: %s has mode %v, want %v", image, p, got, mode)
+			}
+		}
 	}
 }
 

@@ -26,6 +26,13 @@ type Pins struct {
 	AgnhostTag         string
 	BusyboxTag         string
 	GlibcDNSTestingTag string
+	AgnhostPrevTag     string
+	KittenTag          string
+	NautilusTag        string
+	NginxTag           string
+	NonewprivsTag      string
+	NonrootTag         string
+	SampleAPIServerTag string
 }
 
 // U7s is the version of u7s itself, set by the linker.
@@ -61,6 +68,13 @@ func mustParse(env string) Pins {
 		AgnhostTag:         get("AGNHOST_IMAGE_TAG"),
 		BusyboxTag:         get("BUSYBOX_IMAGE_TAG"),
 		GlibcDNSTestingTag: get("GLIBC_DNS_TESTING_IMAGE_TAG"),
+		AgnhostPrevTag:     get("AGNHOST_PREV_IMAGE_TAG"),
+		KittenTag:          get("KITTEN_IMAGE_TAG"),
+		NautilusTag:        get("NAUTILUS_IMAGE_TAG"),
+		NginxTag:           get("NGINX_IMAGE_TAG"),
+		NonewprivsTag:      get("NONEWPRIVS_IMAGE_TAG"),
+		NonrootTag:         get("NONROOT_IMAGE_TAG"),
+		SampleAPIServerTag: get("SAMPLE_APISERVER_IMAGE_TAG"),
 	}
 }
 
