@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/u7s/u7s/images"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -27,6 +28,15 @@ var (
 
 	glibcDNSTesting = "registry.local/e2e-test-images/glibc-dns-testing:" + version.Pinned.GlibcDNSTestingTag
 )
+
+// testImage is the reference of test image name (images.All) in the local registry.
+func testImage(t *testing.T, name string) string {
+	s, ok := images.Lookup(name)
+	if !ok || !s.Test {
+		t.Fatalf("no test image %s", name)
+	}
+	return s.Reference("registry.local")
+}
 
 const (
 	u7s        = "/usr/bin/u7s"
@@ -401,6 +411,91 @@ spec:
 			t.Errorf("the busybox image runs %q, want busybox %s", out, want)
 		}
 		kubectl(t, "delete", "deployment/web", "service/web", "pod/tools", "pod/bb", "pod/dnsutils", "--now")
+	})
+
+	t.Run("the other images of upstream's Conformance specs do what the specs ask of them", func(t *testing.T) {
+		apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: nginx, labels: {app: nginx}}
+spec:
+  containers:
+  - {name: c, image: `+testImage(t, "nginx")+`}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nautilus}
+spec:
+  containers:
+  - {name: c, image: `+testImage(t, "nautilus")+`}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: kitten-volume}
+spec:
+  containers:
+  - name: c
+    image: `+busybox+`
+    command: [sleep, "3600"]
+    volumeMounts: [{name: v, mountPath: /volume}]
+  volumes:
+  - name: v
+    image: {reference: `+testImage(t, "kitten")+`, pullPolicy: Always}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: prev}
+spec:
+  containers:
+  - {name: c, image: `+testImage(t, "agnhost-prev")+`, args: [pause]}
+`)
+		kubectl(t, "wait", "--for=condition=Ready", "pod/nginx", "pod/nautilus", "pod/kitten-volume", "pod/prev", "--timeout=120s")
+		nginxIP := kubectl(t, "get", "pod/nginx", "-o", "jsonpath={.status.podIP}")
+		checks := []struct{ pod, name, script, want string }{
+			{"nautilus", "nginx serves its page on port 80", "curl -sS --max-time 5 http://" + nginxIP + "/", "Welcome to nginx!"},
+			{"nautilus", "test-webserver serves data.json", "curl -sS --max-time 5 http://localhost/data.json", `"image": "nautilus.jpg"`},
+			{"kitten-volume", "the image volume holds kitten's files", "cat /volume/data.json /volume/etc/os-release", "Alpine Linux"},
+			{"prev", "agnhost at the previous tag", "/agnhost --help", "serve-hostname"},
+		}
+		for _, c := range checks {
+			eventually(t, c.pod+": "+c.name, 30*time.Second, func() error {
+				out, err := run(t, "kubectl", "exec", c.pod, "--", "sh", "-c", c.script)
+				if err != nil || !strings.Contains(out, c.want) {
+					return fmt.Errorf("%s: want %q: %v: %s", c.script, c.want, err, out)
+				}
+				return nil
+			})
+		}
+		// Pods that print and exit: nonewprivs' set-uid nnp, nonroot's image user, sample-apiserver.
+		runs := []struct{ pod, image, securityContext, extra, want string }{
+			{"nnp-escalate", "nonewprivs", "{runAsUser: 1000, allowPrivilegeEscalation: true}", "", "Effective uid: 0"},
+			{"nnp-no-escalate", "nonewprivs", "{runAsUser: 1000, allowPrivilegeEscalation: false}", "", "Effective uid: 1000"},
+			{"nonroot", "nonroot", "{runAsNonRoot: true}", ", command: [id, -u]", "1234"},
+			{"sample-apiserver", "sample-apiserver", "{}", ", args: [--help]", "wardle"},
+		}
+		for _, r := range runs {
+			apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: `+r.pod+`}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: `+testImage(t, r.image)+`, securityContext: `+r.securityContext+r.extra+`}
+`)
+		}
+		for _, r := range runs {
+			eventually(t, r.pod, 120*time.Second, func() error {
+				phase := kubectl(t, "get", "pod/"+r.pod, "-o", "jsonpath={.status.phase}")
+				if phase != "Succeeded" {
+					return fmt.Errorf("pod %s is %s, want Succeeded", r.pod, phase)
+				}
+				if out := kubectl(t, "logs", r.pod); !strings.Contains(out, r.want) {
+					return fmt.Errorf("pod %s printed %q, want %q", r.pod, out, r.want)
+				}
+				return nil
+			})
+		}
+		kubectl(t, "delete", "pod/nginx", "pod/nautilus", "pod/kitten-volume", "pod/prev", "pod/nnp-escalate",
+			"pod/nnp-no-escalate", "pod/nonroot", "pod/sample-apiserver", "--now")
 	})
 
 	testSecurity(t, nodeName(t), nodeIP(t))
