@@ -276,8 +276,13 @@ func All() []Spec {
 			Repository: "e2e-test-images/busybox",
 			Tag:        version.Pinned.BusyboxTag,
 			Test:       true,
-			Busybox:    &Busybox{Binary: TestBusybox},
-			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
+			// sh is bash here too: besides the applets, Debian's busybox sh drops environment
+			// variables whose names are not shell names (`1-data-1`), which upstream's image
+			// passes on and the Secrets and ConfigMap specs look for in `sh -c env`.
+			HostFiles: shell,
+			Links:     []Link{shellLink},
+			Busybox:   &Busybox{Binary: TestBusybox},
+			Config:    Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
 		},
 		agnhost(),
 		agnhostPrev(),
@@ -447,7 +452,7 @@ func dnsTools() []HostFile {
 // shell is what the test images' /bin/sh is: bash. Debian's static busybox is built to prefer
 // its applets, so as /bin/sh it would run its own nc or nslookup for `sh -c "nc -v ..."`
 // whatever PATH says; Alpine's busybox sh (upstream's agnhost) and Debian's dash
-// (glibc-dns-testing) do not.
+// (glibc-dns-testing) do not. And it drops environment variables that are not shell names.
 var (
 	shell     = []HostFile{{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}}
 	shellLink = Link{Path: "/bin/sh", Target: "bash"}

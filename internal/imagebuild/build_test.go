@@ -264,7 +264,8 @@ func inChroot(t *testing.T, root string, argv ...string) string {
 	cmd := exec.Command(prog, argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=" + images.Path}
+	// And a variable whose name is not a shell name, as upstream's Secrets specs set.
+	cmd.Env = []string{"PATH=" + images.Path, "1-data-1=value-1"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("chroot %s %v: %v\n%s", root, argv, err, out)
@@ -292,6 +293,8 @@ func TestChroot(t *testing.T) {
 		{"flannel", []string{"cp", "/etc/passwd", "/tmp/copied"}, ""},
 		{"busybox", []string{"sh", "-c", "echo ok"}, "ok\n"},
 		{"busybox", []string{"id", "-un"}, "root\n"},
+		// Upstream's Secrets specs: sh passes on variables that are not shell names.
+		{"busybox", []string{"sh", "-c", "env"}, "1-data-1=value-1"},
 		// The tools of upstream's agnhost, as its e2e tests run them.
 		{"agnhost", []string{"dig", "-v"}, "DiG 9"},
 		{"agnhost", []string{"host", "-V"}, "host 9"},
