@@ -43,7 +43,7 @@ type imagesSelection struct {
 
 func (s *imagesSelection) bind(cmd *cobra.Command) {
 	s.src.bind(cmd)
-	cmd.Flags().BoolVar(&s.testImages, "test-images", false, "also the test images (busybox, agnhost, glibc-dns-testing)")
+	cmd.Flags().BoolVar(&s.testImages, "test-images", false, "also the test images of upstream's Conformance specs (busybox, agnhost, nginx, ...)")
 }
 
 func (s *imagesSelection) images() (registry.Resolution, []registry.Image, error) {

@@ -24,7 +24,7 @@ func newImagesBuildCommand() *cobra.Command {
 		Short: "Assemble the node's images from locally built binaries and push them or write an OCI layout",
 		Long: "Assembles the images a u7s node runs (" + strings.Join(images.Names(), ", ") + ") from the binaries\n" +
 			"in --bin-dir and the host's iptables-nft and tools (test images: agnhost's), one layer each, without\na container engine.\n" +
-			"Node images are named REG/<name>:<tag>; the test images (busybox, agnhost, glibc-dns-testing) go to\n" +
+			"Node images are named REG/<name>:<tag>; the test images (upstream's e2e-test-images: busybox, agnhost, nginx, ...) go to\n" +
 			"<registry host>/e2e-test-images/<name>, where upstream's e2e tests look for them.\n" +
 			"registry.local is pushed to over plain HTTP (scripts/local-registry.sh runs one).\n" +
 			"With --sign-key every image pushed is then signed (see u7s images sign).",
@@ -58,7 +58,7 @@ func newImagesBuildCommand() *cobra.Command {
 	f.BoolVar(&o.Push, "push", false, "push the images to the registry")
 	f.StringVar(&o.OCIDir, "oci-dir", "", "write the images to this OCI layout directory, for offline transfer")
 	f.StringSliceVar(&o.Only, "only", nil, "build only these images (default: every node image)")
-	f.BoolVar(&o.TestImages, "test-images", false, "also build the test images of upstream's e2e tests (busybox, agnhost, glibc-dns-testing)")
+	f.BoolVar(&o.TestImages, "test-images", false, "also build the test images upstream's Conformance specs pull (busybox, agnhost, nginx, ...)")
 	sign.bind(cmd, "after the push, sign every image pushed with this sigstore private key (u7s images keygen; passphrase from $"+signing.PassphraseEnv+")")
 	return cmd
 }

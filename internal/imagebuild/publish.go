@@ -81,7 +81,7 @@ type Options struct {
 	OCIDir string
 	// Only names the images to build; empty means every node image.
 	Only []string
-	// TestImages adds the test images (upstream e2e-test-images: busybox, agnhost, glibc-dns-testing).
+	// TestImages adds the test images (upstream's e2e-test-images that its Conformance specs pull).
 	TestImages bool
 	// TmpDir holds the layers while they are built; "" means the default.
 	TmpDir string
