@@ -88,7 +88,7 @@ func Run() error {
 			go coordinateMaintenance(ctx, n.NodeName)
 		}
 		if n.NodePortForwarding {
-			forwardNodePorts(ctx)
+			forwardNodePorts(ctx, n.NodeName)
 		}
 	}()
 	log.Printf("starting the namespace (cgroup mode %s)", n.Cgroup)
@@ -143,9 +143,9 @@ func apiClient(ctx context.Context, what string, connect func() (kubernetes.Inte
 	}
 }
 
-// forwardNodePorts runs the NodePort controller with the node's own credentials (every role
-// has them).
-func forwardNodePorts(ctx context.Context) {
+// forwardNodePorts runs the controller of NodePort and hostPort forwards with the node's own
+// credentials (every role has them).
+func forwardNodePorts(ctx context.Context, nodeName string) {
 	cs := apiClient(ctx, "NodePort forwarding", func() (kubernetes.Interface, error) {
 		cfg, err := kube.NodeConfig()
 		if err != nil {
@@ -161,7 +161,7 @@ func forwardNodePorts(ctx context.Context) {
 		log.Printf("NodePort forwarding off: %v", err)
 		return
 	}
-	(&ports.Controller{Ports: m, Client: cs, ChildIP: childIP}).Run(ctx)
+	(&ports.Controller{Ports: m, Client: cs, ChildIP: childIP, NodeName: nodeName}).Run(ctx)
 }
 
 // approveServingCerts runs the kubelet-serving CSR approver on a control plane, with
