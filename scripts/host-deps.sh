@@ -29,6 +29,8 @@ TOOLS=(
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
 	# the tools of upstream's agnhost test image (images.agnhost), copied into it
 	iperf3:iperf3 iperf:iperf bind9-dnsutils:dig,nslookup bind9-host:host netcat-openbsd:nc.openbsd bash:bash
+	# the libraries of Debian's nginx, which the nginx test image carries (fetched, not installed)
+	libpcre2-8-0:- libssl3:- zlib1g:- libcrypt1:-
 )
 DEPS=("${RUNTIME[@]}" "${TOOLS[@]}")
 
