@@ -239,18 +239,18 @@ func TestImages(t *testing.T) {
 				"registry.local/k8s-c10f1/pause:3.10.2",
 				"registry.local/k8s-c10f1/flannel:v0.28.7",
 			},
-			test:       []string{"registry.local/e2e-test-images/busybox:1.37.0-1", "registry.local/e2e-test-images/agnhost:2.63.0", "registry.local/e2e-test-images/glibc-dns-testing:2.0.0"},
+			test:       testRefs("registry.local"),
 			repository: "registry.local/k8s-c10f1",
 			insecure:   []string{"registry.local"},
 		},
 		{
 			r:          Resolution{Value: "registry.altlinux.org/k8s-p10"},
-			test:       []string{"registry.altlinux.org/e2e-test-images/busybox:1.37.0-1", "registry.altlinux.org/e2e-test-images/agnhost:2.63.0", "registry.altlinux.org/e2e-test-images/glibc-dns-testing:2.0.0"},
+			test:       testRefs("registry.altlinux.org"),
 			repository: "registry.altlinux.org/k8s-p10",
 		},
 		{
 			r:          Resolution{Value: "registry.local:5000"},
-			test:       []string{"registry.local:5000/e2e-test-images/busybox:1.37.0-1", "registry.local:5000/e2e-test-images/agnhost:2.63.0", "registry.local:5000/e2e-test-images/glibc-dns-testing:2.0.0"},
+			test:       testRefs("registry.local:5000"),
 			repository: "registry.local:5000",
 			insecure:   []string{"registry.local:5000"},
 		},
@@ -266,7 +266,7 @@ func TestImages(t *testing.T) {
 				"registry.k8s.io/pause:3.10.2",
 				"ghcr.io/flannel-io/flannel:v0.28.7",
 			},
-			test:       []string{"registry.k8s.io/e2e-test-images/busybox:1.37.0-1", "registry.k8s.io/e2e-test-images/agnhost:2.63.0", "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0"},
+			test:       testRefs("registry.k8s.io"),
 			repository: "registry.k8s.io",
 		},
 	}
@@ -326,4 +326,14 @@ func TestInsecure(t *testing.T) {
 			t.Errorf("Insecure(%q) = %v, want %v", ref, got, want)
 		}
 	}
+}
+
+// testRefs are the test images under host, in the order of images.All.
+func testRefs(host string) []string {
+	var out []string
+	for _, ref := range []string{"busybox:1.37.0-1", "agnhost:2.63.0", "agnhost:2.55", "glibc-dns-testing:2.0.0",
+		"kitten:1.8", "nautilus:1.8", "nginx:1.15-4", "nonewprivs:1.4", "nonroot:1.5", "sample-apiserver:1.29.2"} {
+		out = append(out, host+"/e2e-test-images/"+ref)
+	}
+	return out
 }
