@@ -270,61 +270,56 @@ func All() []Spec {
 			Busybox: &Busybox{Applets: []string{"cp"}},
 			Config:  Config{Entrypoint: []string{"/opt/bin/flanneld"}, Env: []string{"PATH=" + Path}},
 		},
-		{
-			// Upstream's e2e-test-images/busybox is the busybox image of its version.
-			Name:       "busybox",
-			Repository: "e2e-test-images/busybox",
-			Tag:        version.Pinned.BusyboxTag,
-			Test:       true,
-			// sh is bash here too: besides the applets, Debian's busybox sh drops environment
-			// variables whose names are not shell names (`1-data-1`), which upstream's image
-			// passes on and the Secrets and ConfigMap specs look for in `sh -c env`. A workaround:
-			// the read-only-root spec wants busybox sh's own error message, which bash words
-			// otherwise (README, "Conformance"); a busybox built to keep such variables fixes both.
-			HostFiles: shell,
-			Links:     []Link{shellLink},
-			Busybox:   &Busybox{Binary: TestBusybox},
-			Config:    Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}},
-		},
+		busyboxImage(),
 		agnhost(),
 		agnhostPrev(),
 		glibcDNSTesting(),
 		pageImage("kitten", version.Pinned.KittenTag),
 		pageImage("nautilus", version.Pinned.NautilusTag),
 		nginx(),
-		{
-			// Upstream's e2e-test-images/nonewprivs: nnp, set-uid root, on Alpine; here on busybox.
-			Name:       "nonewprivs",
-			Repository: "e2e-test-images/nonewprivs",
-			Tag:        version.Pinned.NonewprivsTag,
-			Test:       true,
-			Binaries:   []Binary{{Name: "nnp", Path: "/usr/local/bin/nnp", Mode: 0o4755}},
-			Busybox:    &Busybox{Binary: TestBusybox},
-			Config:     Config{Cmd: []string{"nnp"}, Env: []string{"PATH=" + Path}},
-		},
-		{
-			// Upstream's e2e-test-images/nonroot: a Debian base whose default user is 1234; here
-			// busybox as that user.
-			Name:       "nonroot",
-			Repository: "e2e-test-images/nonroot",
-			Tag:        version.Pinned.NonrootTag,
-			Test:       true,
-			Busybox:    &Busybox{Binary: TestBusybox},
-			Config:     Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}, User: "1234"},
-		},
-		{
-			// Upstream's e2e-test-images/sample-apiserver: k8s.io/sample-apiserver at /, on Alpine.
-			// Built from the staging module of the pinned Kubernetes (upstream's tag is an older
-			// release of it), on busybox.
-			Name:       "sample-apiserver",
-			Repository: "e2e-test-images/sample-apiserver",
-			Tag:        version.Pinned.SampleAPIServerTag,
-			Test:       true,
-			Binaries:   []Binary{{Name: "sample-apiserver", Path: "/sample-apiserver"}},
-			Busybox:    &Busybox{Binary: TestBusybox},
-			Config:     Config{Entrypoint: []string{"/sample-apiserver"}, Env: []string{"PATH=" + Path}},
-		},
+		nonewprivs(),
+		nonroot(),
+		sampleAPIServer(),
 	}
+}
+
+// busyboxImage is upstream's e2e-test-images/busybox: the busybox image of its version.
+// Its sh is bash too: besides the applets, Debian's busybox sh drops environment variables whose
+// names are not shell names (`1-data-1`), which upstream's image passes on and the Secrets and
+// ConfigMap specs look for in `sh -c env`. A workaround: the read-only-root spec wants busybox
+// sh's own error message, which bash words otherwise (README, "Conformance"); a busybox built to
+// keep such variables fixes both.
+func busyboxImage() Spec {
+	s := testSpec("busybox", version.Pinned.BusyboxTag)
+	s.HostFiles, s.Links = shell, []Link{shellLink}
+	s.Config = Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}}
+	return s
+}
+
+// nonewprivs is upstream's e2e-test-images/nonewprivs: nnp, set-uid root, on Alpine; here on busybox.
+func nonewprivs() Spec {
+	s := testSpec("nonewprivs", version.Pinned.NonewprivsTag)
+	s.Binaries = []Binary{{Name: "nnp", Path: "/usr/local/bin/nnp", Mode: 0o4755}}
+	s.Config = Config{Cmd: []string{"nnp"}, Env: []string{"PATH=" + Path}}
+	return s
+}
+
+// nonroot is upstream's e2e-test-images/nonroot: a Debian base whose default user is 1234; here
+// busybox as that user.
+func nonroot() Spec {
+	s := testSpec("nonroot", version.Pinned.NonrootTag)
+	s.Config = Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}, User: "1234"}
+	return s
+}
+
+// sampleAPIServer is upstream's e2e-test-images/sample-apiserver: k8s.io/sample-apiserver at /,
+// on Alpine. Built from the staging module of the pinned Kubernetes (upstream's tag is an older
+// release of it), on busybox.
+func sampleAPIServer() Spec {
+	s := testSpec("sample-apiserver", version.Pinned.SampleAPIServerTag)
+	s.Binaries = []Binary{{Name: "sample-apiserver", Path: "/sample-apiserver"}}
+	s.Config = Config{Entrypoint: []string{"/sample-apiserver"}, Env: []string{"PATH=" + Path}}
+	return s
 }
 
 // osRelease describes a test image whose upstream is an Alpine Linux image (agnhost and the
@@ -421,23 +416,18 @@ http {
 // tag's version. Here Debian's nginx of the build host's release (`make components`), with the
 // same configuration, user and command; the specs use it as a web server on port 80.
 func nginx() Spec {
-	return Spec{
-		Name:       "nginx",
-		Repository: "e2e-test-images/nginx",
-		Tag:        version.Pinned.NginxTag,
-		Test:       true,
-		Binaries:   []Binary{{Name: "nginx", Path: "/usr/sbin/nginx"}},
-		DataFiles: []DataFile{
-			{Name: "nginx-mime.types", Path: "/etc/nginx/mime.types", Mode: 0o644},
-			{Name: "nginx-index.html", Path: "/usr/share/nginx/html/index.html", Mode: 0o644},
-		},
-		// Debian's nginx opens its built-in error log and keeps its temporary files here.
-		Dirs:     []Dir{{Path: "/var/log/nginx", Mode: 0o755}, {Path: "/var/lib/nginx", Mode: 0o755}},
-		Files:    []File{{Path: "/etc/nginx/nginx.conf", Mode: 0o644, Content: nginxConf}},
-		Accounts: []Account{NginxUser},
-		Busybox:  &Busybox{Binary: TestBusybox},
-		Config:   Config{Cmd: []string{"nginx", "-g", "daemon off;"}, Env: []string{"PATH=" + Path}},
+	s := testSpec("nginx", version.Pinned.NginxTag)
+	s.Binaries = []Binary{{Name: "nginx", Path: "/usr/sbin/nginx"}}
+	s.DataFiles = []DataFile{
+		{Name: "nginx-mime.types", Path: "/etc/nginx/mime.types", Mode: 0o644},
+		{Name: "nginx-index.html", Path: "/usr/share/nginx/html/index.html", Mode: 0o644},
 	}
+	// Debian's nginx opens its built-in error log and keeps its temporary files here.
+	s.Dirs = []Dir{{Path: "/var/log/nginx", Mode: 0o755}, {Path: "/var/lib/nginx", Mode: 0o755}}
+	s.Files = []File{{Path: "/etc/nginx/nginx.conf", Mode: 0o644, Content: nginxConf}}
+	s.Accounts = []Account{NginxUser}
+	s.Config = Config{Cmd: []string{"nginx", "-g", "daemon off;"}, Env: []string{"PATH=" + Path}}
+	return s
 }
 
 // dnsTools are the DNS clients of upstream's test images (bind's dig, host and nslookup) and
@@ -464,18 +454,19 @@ var (
 // Debian bookworm with dnsutils and CoreDNS, the glibc resolver's side of the DNS tests.
 // Here: the same Debian tools, on busybox's applets for the commands of a Debian base.
 func glibcDNSTesting() Spec {
-	return Spec{
-		Name:       "glibc-dns-testing",
-		Repository: "e2e-test-images/glibc-dns-testing",
-		Tag:        version.Pinned.GlibcDNSTestingTag,
-		Test:       true,
-		Binaries:   []Binary{{Name: "coredns", Path: "/coredns"}},
-		HostFiles:  append(dnsTools(), shell...),
-		Links:      []Link{shellLink},
-		Files:      []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}},
-		Busybox:    &Busybox{Binary: TestBusybox},
-		Config:     Config{Cmd: []string{"bash"}, Env: []string{"PATH=" + Path}},
-	}
+	s := testSpec("glibc-dns-testing", version.Pinned.GlibcDNSTestingTag)
+	s.Binaries = []Binary{{Name: "coredns", Path: "/coredns"}}
+	s.HostFiles = append(dnsTools(), shell...)
+	s.Links = []Link{shellLink}
+	s.Files = []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}}
+	s.Config = Config{Cmd: []string{"bash"}, Env: []string{"PATH=" + Path}}
+	return s
+}
+
+// testSpec is the part every test image shares: its place under e2e-test-images, as upstream's
+// e2e suite names it, and the busybox of upstream's test images for the commands it lacks.
+func testSpec(name, tag string) Spec {
+	return Spec{Name: name, Repository: "e2e-test-images/" + name, Tag: tag, Test: true, Busybox: &Busybox{Binary: TestBusybox}}
 }
 
 // TestBusybox is the busybox of the test images in --bin-dir: the version of upstream's
