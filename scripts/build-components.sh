@@ -119,23 +119,22 @@ build_kube_proxy() { kube_build kube-proxy k8s.io/kubernetes/cmd/kube-proxy; }
 build_kubectl() { kube_build kubectl k8s.io/kubernetes/cmd/kubectl; }
 # agnhost is versioned apart from Kubernetes (its VERSION file); the image tag must match it.
 build_agnhost() {
-	local want
-	want=$(cat "$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION")
+	local kube want porter f img
+	kube=$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)
+	want=$(cat "$kube/test/images/agnhost/VERSION")
 	[[ $want == "$AGNHOST_IMAGE_TAG" ]] ||
 		die "Kubernetes $KUBERNETES_VERSION ships agnhost $want but versions.env pins AGNHOST_IMAGE_TAG=$AGNHOST_IMAGE_TAG; make them equal"
 	kube_build agnhost k8s.io/kubernetes/test/images/agnhost "-X main.Version=$AGNHOST_IMAGE_TAG"
 	# porter's TLS pair, which upstream's Dockerfile adds at / (images.AgnhostPorterCert/Key).
-	local porter f
-	porter=$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+	porter=$kube/test/images/agnhost/porter
 	for f in crt key; do
 		install -m 0644 "$porter/localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 		put "agnhost-localhost.$f" "$BIN/.agnhost-localhost.$f.tmp"
 	done
 	# The pages of the kitten and nautilus images, which are agnhost's test-webserver serving them
 	# (images.ImagePage).
-	local img
 	for img in kitten nautilus; do
-		f=$($GO list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/$img/html
+		f=$kube/test/images/$img/html
 		install -m 0644 "$f/$img.jpg" "$BIN/.$img.jpg.tmp"
 		install -m 0644 "$f/data.json" "$BIN/.$img-data.json.tmp"
 		put "$img.jpg" "$BIN/.$img.jpg.tmp"
