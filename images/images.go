@@ -283,15 +283,10 @@ func All() []Spec {
 	}
 }
 
-// busyboxImage is upstream's e2e-test-images/busybox: the busybox image of its version.
-// Its sh is bash too: besides the applets, Debian's busybox sh drops environment variables whose
-// names are not shell names (`1-data-1`), which upstream's image passes on and the Secrets and
-// ConfigMap specs look for in `sh -c env`. A workaround: the read-only-root spec wants busybox
-// sh's own error message, which bash words otherwise (README, "Conformance"); a busybox built to
-// keep such variables fixes both.
+// busyboxImage is upstream's e2e-test-images/busybox: the busybox image of its version, sh and
+// every other applet included.
 func busyboxImage() Spec {
 	s := testSpec("busybox", version.Pinned.BusyboxTag)
-	s.HostFiles, s.Links = shell, []Link{shellLink}
 	s.Config = Config{Cmd: []string{"sh"}, Env: []string{"PATH=" + Path}}
 	return s
 }
@@ -441,13 +436,11 @@ func dnsTools() []HostFile {
 	}
 }
 
-// shell is what the test images' /bin/sh is: bash. Debian's static busybox is built to prefer
-// its applets, so as /bin/sh it would run its own nc or nslookup for `sh -c "nc -v ..."`
-// whatever PATH says; Alpine's busybox sh (upstream's agnhost) and Debian's dash
-// (glibc-dns-testing) do not. And it drops environment variables that are not shell names.
+// bash is the bash of upstream's agnhost and glibc-dns-testing. The latter is Debian's, and its sh
+// is sh of a Debian base here too: bash, where upstream's Debian has dash.
 var (
-	shell     = []HostFile{{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}}
-	shellLink = Link{Path: "/bin/sh", Target: "bash"}
+	bash     = HostFile{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}
+	bashAsSh = Link{Path: "/bin/sh", Target: "bash"}
 )
 
 // glibcDNSTesting is upstream's e2e-test-images/glibc-dns-testing (test/images/glibc-dns-testing):
@@ -456,8 +449,8 @@ var (
 func glibcDNSTesting() Spec {
 	s := testSpec("glibc-dns-testing", version.Pinned.GlibcDNSTestingTag)
 	s.Binaries = []Binary{{Name: "coredns", Path: "/coredns"}}
-	s.HostFiles = append(dnsTools(), shell...)
-	s.Links = []Link{shellLink}
+	s.HostFiles = append(dnsTools(), bash)
+	s.Links = []Link{bashAsSh}
 	s.Files = []File{{Path: "/etc/nsswitch.conf", Mode: 0o644, Content: "hosts: files dns\n"}}
 	s.Config = Config{Cmd: []string{"bash"}, Env: []string{"PATH=" + Path}}
 	return s
@@ -470,7 +463,10 @@ func testSpec(name, tag string) Spec {
 }
 
 // TestBusybox is the busybox of the test images in --bin-dir: the version of upstream's
-// test images (BUSYBOX_VERSION), which `make components` takes from Debian's busybox-static.
+// test images (BUSYBOX_VERSION), which `make components` builds from busybox's release as
+// busybox's own image is built. Its sh passes on environment variables that are not shell names
+// (`1-data-1`, which the ConfigMap and Secrets specs look for) and finds commands on PATH, as
+// Alpine's does in upstream's agnhost; Debian's busybox-static does neither.
 const TestBusybox = "busybox"
 
 // AgnhostUser and AgnhostGroup are the account and group upstream's agnhost Dockerfile adds
@@ -504,7 +500,7 @@ func agnhost() Spec {
 			{Name: AgnhostPorterCert, Path: "/localhost.crt", Mode: 0o644},
 			{Name: AgnhostPorterKey, Path: "/localhost.key", Mode: 0o644},
 		},
-		HostFiles: append(append(dnsTools(), shell...),
+		HostFiles: append(append(dnsTools(), bash),
 			tool("/usr/bin/curl", "/usr/bin/curl", "curl"),
 			tool("/bin/nc.openbsd", "/usr/bin/nc", "netcat-openbsd"),
 			tool("/bin/ip", "/sbin/ip", "iproute2"),
@@ -517,7 +513,6 @@ func agnhost() Spec {
 			HostFile{Src: "/etc/protocols", Path: "/etc/protocols", Package: "netbase", Optional: true},
 		),
 		Links: []Link{
-			shellLink,
 			{Path: "/agnhost-2", Target: "agnhost"},
 			{Path: "/usr/local/bin/iperf", Target: "/usr/bin/iperf"},
 		},

@@ -198,11 +198,15 @@ build_ginkgo() {
 }
 
 # The test images' busybox (images.TestBusybox): upstream's e2e-test-images/busybox is busybox's
-# own image at BUSYBOX_VERSION, so this is Debian's static build of that version, busybox-static of
-# BUSYBOX_DEBIAN_SUITE, fetched by apt (which checks the archive's signatures) from this host's
-# Debian mirror into a private package list.
+# official image at BUSYBOX_VERSION, that is busybox's release built with its defconfig, static on
+# glibc. This one is built the same way. Debian's busybox-static will not do: Debian patches ash to drop environment
+# variables whose names are not shell names (its revert of busybox commit 9c143ce), which upstream's
+# passes on and the ConfigMap and Secrets specs look for, and it is built to prefer its applets.
+# The release tarball comes from this host's Debian mirror as the .orig of Debian's busybox source
+# of BUSYBOX_DEBIAN_SUITE (apt checks the archive's signatures) and must have BUSYBOX_SHA256, the
+# hash of busybox.net's busybox-$BUSYBOX_VERSION.tar.bz2; Debian's patches are not applied.
 build_busybox() {
-	local d=$SRC/busybox-$BUSYBOX_VERSION mirror v deb bb
+	local d=$SRC/busybox-$BUSYBOX_VERSION mirror tarball v c
 	# The mirror of the host's sources: deb822 (Debian 12's default) or one-line (debootstrap's).
 	mirror=
 	if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
@@ -213,21 +217,43 @@ build_busybox() {
 	fi
 	mirror=${mirror:-http://deb.debian.org/debian}
 	rm -rf "$d"
-	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $BUSYBOX_DEBIAN_SUITE main" >"$d/sources.list"
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/build"
+	echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $BUSYBOX_DEBIAN_SUITE main" >"$d/sources.list"
 	local apt=(apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent
 		-o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 	"${apt[@]}" update
-	(cd "$d" && "${apt[@]}" download "busybox-static/$BUSYBOX_DEBIAN_SUITE")
-	deb=$(ls "$d"/busybox-static_*.deb)
-	v=$(dpkg-deb -f "$deb" Version)
-	[[ ${v#*:} == "$BUSYBOX_VERSION"-* ]] ||
-		die "Debian $BUSYBOX_DEBIAN_SUITE has busybox-static $v, not busybox $BUSYBOX_VERSION; fix BUSYBOX_VERSION/BUSYBOX_DEBIAN_SUITE in versions.env"
-	dpkg-deb -x "$deb" "$d/root"
-	for bb in "$d/root/usr/bin/busybox" "$d/root/bin/busybox"; do [[ -f $bb ]] && break; done
-	v=$("$bb" 2>&1 || true)
-	[[ ${v%%$'\n'*} == *"v$BUSYBOX_VERSION "* ]] || die "$deb's busybox does not say v$BUSYBOX_VERSION"
-	install -m 0755 "$bb" "$BIN/.busybox.tmp"
+	(cd "$d" && "${apt[@]}" source --download-only "busybox/$BUSYBOX_DEBIAN_SUITE")
+	tarball=$d/busybox_$BUSYBOX_VERSION.orig.tar.bz2
+	[[ -f $tarball ]] ||
+		die "Debian $BUSYBOX_DEBIAN_SUITE's busybox source is not busybox $BUSYBOX_VERSION ($(ls "$d"/*.dsc)); fix BUSYBOX_VERSION/BUSYBOX_DEBIAN_SUITE in internal/version/versions.env"
+	echo "$BUSYBOX_SHA256  $tarball" | sha256sum -c --quiet ||
+		die "$tarball is not busybox.net's busybox-$BUSYBOX_VERSION.tar.bz2 (sha256 $BUSYBOX_SHA256)"
+	tar -xjf "$tarball" -C "$d/build" --strip-components=1
+	cd "$d/build"
+	# The build date in its banner is the release's, so that a rebuild gives the same binary.
+	SOURCE_DATE_EPOCH=$(stat -c %Y Makefile)
+	export SOURCE_DATE_EPOCH
+	make -s defconfig >/dev/null
+	# As busybox's official image sets them: static; no tc (it needs CBQ, which kernel headers since
+	# 6.8 lack), utmp, RPC or sync's extra options; no wide characters past ASCII in its line editor.
+	for c in CONFIG_STATIC=y CONFIG_LAST_SUPPORTED_WCHAR=0; do
+		sed -i -E "s/^(# )?${c%%=*}( is not set|=.*)\$/$c/" .config
+	done
+	for c in CONFIG_TC CONFIG_FEATURE_UTMP CONFIG_FEATURE_WTMP CONFIG_FEATURE_HAVE_RPC CONFIG_FEATURE_INETD_RPC CONFIG_FEATURE_SYNC_FANCY; do
+		sed -i -E "s/^$c=.*\$/# $c is not set/" .config
+	done
+	make -s oldconfig < <(yes "") >/dev/null
+	# sh must find commands on PATH, as upstream's tests expect (agnhost's OpenBSD nc over the applet).
+	for c in CONFIG_STATIC=y '# CONFIG_TC is not set' '# CONFIG_FEATURE_SH_STANDALONE is not set' '# CONFIG_FEATURE_PREFER_APPLETS is not set'; do
+		grep -qxF "$c" .config || die "busybox's .config lacks '$c' after oldconfig"
+	done
+	make -s -j"$(nproc)" busybox
+	v=$(./busybox 2>&1 || true)
+	[[ ${v%%$'\n'*} == *"v$BUSYBOX_VERSION "* ]] || die "the busybox built does not say v$BUSYBOX_VERSION"
+	env -i 1-data-1=value-1 ./busybox sh -c env | grep -qx 1-data-1=value-1 ||
+		die "the busybox built drops environment variables that are not shell names"
+	cd "$ROOT"
+	install -m 0755 "$d/build/busybox" "$BIN/.busybox.tmp"
 	put busybox "$BIN/.busybox.tmp"
 }
 
@@ -364,7 +390,7 @@ inputs() {
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	pause) cat go.mod images/pause/*.go; echo "$PAUSE_IMAGE_TAG" ;;
-	busybox) echo "$BUSYBOX_VERSION $BUSYBOX_DEBIAN_SUITE" ;;
+	busybox) echo "$BUSYBOX_VERSION $BUSYBOX_SHA256 $BUSYBOX_DEBIAN_SUITE"; declare -f build_busybox ;;
 	e2e.test | ginkgo) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS"; declare -f conformance_module; cat go.mod ;;
 	esac
 }

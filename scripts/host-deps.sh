@@ -22,7 +22,7 @@ RUNTIME=(
 # shellcheck disable=SC2054
 TOOLS=(
 	# local image registry and image tools, tests and benchmarks
-	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox bc:bc curl:curl
+	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox bc:bc curl:curl bzip2:bzip2
 	# building runc, cri-o and pinns (cgo with libseccomp) and the rest
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks

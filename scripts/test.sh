@@ -27,9 +27,9 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	# On the node TestNode leaves behind: the specs that use the test images' tools (dig, curl, nc,
 	# porter's TLS, agnhost-2), each of the other test images (sample-apiserver, kitten's image
 	# volume, nautilus, nonewprivs, agnhost 2.55) and the specs that failed on u7s before (hostPorts
-	# on the node's address, environment variables that are not shell names). `make conformance`
-	# runs every Conformance spec.
+	# on the node's address, environment variables that are not shell names, busybox sh's words for a
+	# read-only root). `make conformance` runs every Conformance spec.
 	echo "== conformance: a focused part of upstream's suite"
-	CONFORMANCE_FOCUS='DNS should provide DNS for (the cluster|services) |Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service|be able to change the type from ExternalName to ClusterIP) |intra-pod communication: http |proxy through a service and a pod |override the image.s default command \(container entrypoint\)|HostPort validates that there is no conflict|Secrets should be consumable as environment variable names|ImageVolume should succeed|should not allow privilege escalation when false|Sample API Server using the current Aggregator|Update Demo should create and stop|Deployment should run the lifecycle of a Deployment' \
+	CONFORMANCE_FOCUS='DNS should provide DNS for (the cluster|services) |Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service|be able to change the type from ExternalName to ClusterIP) |intra-pod communication: http |proxy through a service and a pod |override the image.s default command \(container entrypoint\)|HostPort validates that there is no conflict|Secrets should be consumable as environment variable names|ImageVolume should succeed|should not allow privilege escalation when false|Sample API Server using the current Aggregator|Update Demo should create and stop|Deployment should run the lifecycle of a Deployment|read only busybox container should not write to root filesystem' \
 		scripts/conformance.sh
 fi

@@ -471,6 +471,10 @@ spec:
 			{"nnp-no-escalate", "nonewprivs", "{runAsUser: 1000, allowPrivilegeEscalation: false}", "", "Effective uid: 1000"},
 			{"nonroot", "nonroot", "{runAsNonRoot: true}", ", command: [id, -u]", "1234"},
 			{"sample-apiserver", "sample-apiserver", "{}", ", args: [--help]", "wardle"},
+			// busybox's sh as the Kubelet and Secrets specs want it: its own words for a read-only
+			// root, and variables that are not shell names passed on.
+			{"busybox-read-only", "busybox", "{readOnlyRootFilesystem: true}", `, command: [sh, -c, "echo test >/file; true"]`, "/bin/sh: can't create /file: Read-only file system"},
+			{"busybox-env", "busybox", "{}", `, command: [sh, -c, env], env: [{name: 1-data-1, value: value-1}]`, "1-data-1=value-1"},
 		}
 		for _, r := range runs {
 			apply(t, `apiVersion: v1
@@ -494,8 +498,11 @@ spec:
 				return nil
 			})
 		}
-		kubectl(t, "delete", "pod/nginx", "pod/nautilus", "pod/kitten-volume", "pod/prev", "pod/nnp-escalate",
-			"pod/nnp-no-escalate", "pod/nonroot", "pod/sample-apiserver", "--now")
+		pods := []string{"delete", "pod/nginx", "pod/nautilus", "pod/kitten-volume", "pod/prev"}
+		for _, r := range runs {
+			pods = append(pods, "pod/"+r.pod)
+		}
+		kubectl(t, append(pods, "--now")...)
 	})
 
 	testSecurity(t, nodeName(t), nodeIP(t))
