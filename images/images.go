@@ -436,8 +436,8 @@ func dnsTools() []HostFile {
 	}
 }
 
-// bash is the bash of upstream's agnhost and glibc-dns-testing. The latter is Debian's, and its sh
-// is sh of a Debian base here too: bash, where upstream's Debian has dash.
+// bash is the bash that upstream's agnhost and glibc-dns-testing carry. glibc-dns-testing is a
+// Debian image upstream, whose sh is dash; here its sh is bash (bashAsSh).
 var (
 	bash     = HostFile{Src: "/bin/bash", Path: "/bin/bash", Package: "bash"}
 	bashAsSh = Link{Path: "/bin/sh", Target: "bash"}
