@@ -199,9 +199,10 @@ build_ginkgo() {
 
 # The test images' busybox (images.TestBusybox): upstream's e2e-test-images/busybox is busybox's
 # official image at BUSYBOX_VERSION, that is busybox's release built with its defconfig, static on
-# glibc. This one is built the same way. Debian's busybox-static will not do: Debian patches ash to drop environment
-# variables whose names are not shell names (its revert of busybox commit 9c143ce), which upstream's
-# passes on and the ConfigMap and Secrets specs look for, and it is built to prefer its applets.
+# glibc. This one is built the same way. Debian's busybox-static will not do: Debian patches ash to
+# drop environment variables whose names are not shell names (its revert of busybox commit
+# 9c143ce), which upstream's passes on and the ConfigMap and Secrets specs look for, and it is
+# built to prefer its applets.
 # The release tarball comes from this host's Debian mirror as the .orig of Debian's busybox source
 # of BUSYBOX_DEBIAN_SUITE (apt checks the archive's signatures) and must have BUSYBOX_SHA256, the
 # hash of busybox.net's busybox-$BUSYBOX_VERSION.tar.bz2; Debian's patches are not applied.
