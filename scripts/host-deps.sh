@@ -22,9 +22,10 @@ RUNTIME=(
 # shellcheck disable=SC2054
 TOOLS=(
 	# local image registry and image tools, tests and benchmarks
-	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox bc:bc curl:curl bzip2:bzip2
-	# building runc, cri-o and pinns (cgo with libseccomp) and the rest
-	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git
+	docker-registry:docker-registry skopeo:skopeo busybox-static:busybox bc:bc curl:curl
+	# building runc, cri-o and pinns (cgo with libseccomp), the test images' busybox (its release is a
+	# .tar.bz2) and the rest
+	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git bzip2:bzip2
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
 	# the tools of upstream's agnhost test image (images.agnhost), copied into it
