@@ -49,7 +49,7 @@ KUBE_LDFLAGS = $(foreach p,$(KUBE_VERSION_PKGS),\
 # -s -w: no symbol tables or DWARF; the binary links kubeadm and is large enough.
 U7S_LDFLAGS = -s -w -X github.com/u7s/u7s/internal/version.U7s=$(U7S_VERSION) $(KUBE_LDFLAGS)
 
-.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench conformance clean print-kube-ldflags print-u7s-tags deb rpm images-archive previous-release
+.PHONY: all host-deps u7s components install images registry unit cluster test e2e bench conformance clean print-kube-ldflags print-u7s-tags print-unit-packages deb rpm images-archive previous-release
 
 all: u7s components
 
@@ -72,8 +72,11 @@ images: u7s components registry
 registry:
 	scripts/local-registry.sh start
 
+# The packages of the unit tests (scripts/test.sh reads them with `make print-unit-packages`).
+UNIT_PACKAGES := ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
+
 unit:
-	$(GO) test -tags '$(U7S_TAGS)' ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
+	$(GO) test -tags '$(U7S_TAGS)' $(UNIT_PACKAGES)
 
 cluster:
 	scripts/cluster.sh
@@ -117,3 +120,6 @@ print-kube-ldflags:
 # For scripts/test.sh.
 print-u7s-tags:
 	@echo '$(U7S_TAGS)'
+
+print-unit-packages:
+	@echo '$(UNIT_PACKAGES)'

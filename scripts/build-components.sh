@@ -9,6 +9,9 @@
 # directives. Other projects build in a writable copy of their module under _output/src with their
 # own go.mod/go.sum. A component is skipped when its stamp (_output/stamps) records the same inputs:
 # version, build recipe, Go version (and for our module, go.mod). Build logs go to _output/logs.
+# What a build made is also kept in a cache of this machine keyed by those inputs, as Go's build
+# cache is (U7S_BUILD_CACHE, default ~/.cache/u7s/components; `off` turns it off): a fresh clone
+# (CI) copies a component from there instead of building it again.
 # KUBE_LDFLAGS comes from the Makefile (`make components`); run by hand, it is asked from make.
 set -euo pipefail
 
@@ -23,6 +26,9 @@ SRC=$OUT/src
 SHARE=$OUT/share
 STAMPS=$OUT/stamps
 LOGS=$OUT/logs
+CACHE=${U7S_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/u7s/components}
+# How many builds of one component the cache keeps (this tree's and the upgrade test's releases).
+CACHE_KEEP=4
 GO=${GO:-go}
 GOVERSION=$($GO env GOVERSION)
 # Only the project's own builds use the repository's settings; every build here is by explicit version.
@@ -407,7 +413,7 @@ outputs() {
 # data_outputs NAME: what else a component leaves under _output (relative to it), besides binaries.
 data_outputs() {
 	case $1 in
-	kube-bench) echo share/kube-bench/cfg/config.yaml ;;
+	kube-bench) echo share/kube-bench/cfg ;;
 	agnhost) echo bin/agnhost-localhost.crt bin/agnhost-localhost.key bin/kitten.jpg bin/kitten-data.json bin/nautilus.jpg bin/nautilus-data.json ;;
 	nginx) echo bin/nginx-mime.types bin/nginx-index.html ;;
 	esac
@@ -433,6 +439,50 @@ version_of() {
 	esac
 }
 
+# cached_paths NAME: what a component leaves under _output (relative to it), binaries and data.
+cached_paths() {
+	local f
+	for f in $(outputs "$1"); do echo "bin/$f"; done
+	data_outputs "$1"
+}
+
+# cache_restore NAME KEY: copies the component built from inputs KEY out of the cache, if there.
+cache_restore() {
+	local c=$CACHE/$1/$2 p dst tmp
+	[[ $CACHE != off && -e $c/complete ]] || return 1
+	for p in $(cached_paths "$1"); do
+		dst=$OUT/$p
+		tmp=$(dirname "$dst")/.$(basename "$dst").cache.tmp
+		mkdir -p "$(dirname "$dst")"
+		rm -rf "$tmp"
+		cp -a "$c/$p" "$tmp" || return 1
+		rm -rf "$dst"
+		mv "$tmp" "$dst"
+	done
+}
+
+# cache_store NAME KEY: keeps what was just built, in one rename; older builds of it beyond
+# CACHE_KEEP go. A failure here only costs a later build.
+cache_store() {
+	local c=$CACHE/$1/$2 p tmp
+	[[ $CACHE != off ]] || return 0
+	[[ -e $c/complete ]] && return 0
+	mkdir -p "$CACHE/$1" || return 0
+	tmp=$(mktemp -d "$CACHE/$1/.new.XXXXXX") || return 0
+	for p in $(cached_paths "$1"); do
+		if ! { mkdir -p "$tmp/$(dirname "$p")" && cp -a "$OUT/$p" "$tmp/$p"; }; then
+			rm -rf "$tmp"
+			return 0
+		fi
+	done
+	touch "$tmp/complete"
+	rm -rf "$c"
+	mv "$tmp" "$c" || rm -rf "$tmp"
+	touch "$c"
+	# shellcheck disable=SC2012 # the names are the cache's own hex keys
+	ls -1dt "$CACHE/$1"/*/ 2>/dev/null | tail -n +$((CACHE_KEEP + 1)) | xargs -r rm -rf
+}
+
 size_of() {
 	local f total=0
 	for f in $(outputs "$1"); do total=$((total + $(stat -c %s "$BIN/$f"))); done
@@ -450,6 +500,12 @@ build() {
 	fi
 	start=$SECONDS
 	rm -f "$stamp"
+	if cache_restore "$name" "$key"; then
+		touch "$CACHE/$name/$key"
+		echo "$key" >"$stamp"
+		printf '[components] %-24s %-9s from the cache in %ds %8s\n' "$name" "$(version_of "$name")" $((SECONDS - start)) "$(size_of "$name")"
+		return
+	fi
 	set +e
 	(
 		set -e
@@ -464,6 +520,7 @@ build() {
 		return
 	fi
 	echo "$key" >"$stamp"
+	cache_store "$name" "$key"
 	printf '[components] %-24s %-9s built in %5ds     %10s\n' "$name" "$(version_of "$name")" $((SECONDS - start)) "$(size_of "$name")"
 }
 

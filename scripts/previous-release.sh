@@ -8,6 +8,11 @@
 # and pushes its node images to $REGISTRY, signed with the key `make images` uses.
 # The copy's _output starts as this tree's (hard links), so only what the versions change is
 # built: the Kubernetes binaries always, cri-o, etcd or coredns where their versions differ.
+# A previous release is built once per machine: its package and u7s binary are kept in a cache
+# keyed by its version and what defines it (U7S_BUILD_CACHE's sibling, ~/.cache/u7s/previous), as
+# an older u7s would be an older package a user already has. A later run takes them from there and,
+# when the registry still holds its images, only signs them again with this tree's key. Bump
+# PREVIOUS_EPOCH (or U7S_RELEASE) to build them again.
 #   REGISTRY=registry.local/k8s-p10 scripts/previous-release.sh   (PREVIOUS_NO_PUSH=1: build only)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +20,9 @@ cd "$ROOT"
 # shellcheck source-path=SCRIPTDIR source=../internal/version/versions.env
 . internal/version/versions.env
 REGISTRY=${REGISTRY:-registry.local/k8s-p10}
+PREVIOUS_EPOCH=1
+CACHE=${U7S_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/u7s/components}
+[[ $CACHE == off ]] || CACHE=$(dirname "$CACHE")/previous
 # Every component but agnhost, a test image whose tag follows this tree's Kubernetes.
 COMPONENTS="kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench"
 log() { printf '[previous] %s\n' "$*" >&2; }
@@ -31,7 +39,20 @@ build() {
 	src=$prev/src
 	overrides=internal/version/previous/$from.env
 	[[ -f $overrides ]] || die "UPGRADE_PATH names $from but $overrides does not exist"
-	local start=$SECONDS
+	local start=$SECONDS cached key f
+	key=$( {
+		echo "$PREVIOUS_EPOCH $U7S_RELEASE $from $(go env GOVERSION)"
+		cat "$overrides"
+		for f in "internal/version/previous/$from.go.mod" "internal/version/previous/$from.go.sum"; do
+			[[ ! -f $f ]] || cat "$f"
+		done
+	} | sha256sum | cut -d' ' -f1)
+	cached=$CACHE/$from/$key
+	if [[ $CACHE != off && -e $cached/complete ]] && from_cache "$from" "$cached"; then
+		touch "$cached"
+		log "$from: done in $((SECONDS - start))s, from the cache $cached"
+		return
+	fi
 	log "$from: copying the source tree into $src"
 	rm -rf "$src.new" && mkdir -p "$src.new"
 	git ls-files -z | xargs -0 cp --parents -t "$src.new"
@@ -86,7 +107,42 @@ build() {
 	log "$from: pushing and signing its node images to $REGISTRY"
 	"$src/_output/bin/u7s" images build --bin-dir "$src/_output/bin" --registry "$REGISTRY" --push \
 		--sign-key _output/signing/u7s-signing.key
+	[[ $CACHE == off ]] || to_cache "$prev" "$src/_output/bin/u7s" "$cached"
 	log "$from: done in $((SECONDS - start))s: $(ls "$prev"/u7s_*.deb)"
+}
+
+# from_cache VERSION DIR: the release's package from the cache into _output/previous/VERSION, and
+# its images, which the registry must still hold, signed with this tree's key. Fails (changing
+# nothing the test reads) when the registry lacks them, so that the release is built again.
+from_cache() {
+	local from=$1 dir=$2 prev=$ROOT/_output/previous/$1 refs
+	if [[ -z ${PREVIOUS_NO_PUSH:-} ]]; then
+		if ! U7S_REGISTRY=$REGISTRY "$dir/u7s" images check >/dev/null 2>&1; then
+			log "$from: in the cache, but $REGISTRY lacks its images: building it again"
+			return 1
+		fi
+		refs=$(U7S_REGISTRY=$REGISTRY "$dir/u7s" images list) || return 1
+		# shellcheck disable=SC2086 # one reference a word
+		_output/bin/u7s images sign --sign-key _output/signing/u7s-signing.key $refs >/dev/null || return 1
+	fi
+	mkdir -p "$prev"
+	rm -f "$prev"/u7s_*.deb
+	cp "$dir"/u7s_*.deb "$prev/"
+}
+
+# to_cache PREVDIR U7S DIR: keeps the release's package and u7s binary; older keys of it go.
+to_cache() {
+	local tmp
+	mkdir -p "$(dirname "$3")" || return 0
+	tmp=$(mktemp -d "$(dirname "$3")/.new.XXXXXX") || return 0
+	if cp "$1"/u7s_*.deb "$2" "$tmp/"; then
+		touch "$tmp/complete"
+		rm -rf "$3"
+		mv "$tmp" "$3" || rm -rf "$tmp"
+	else
+		rm -rf "$tmp"
+	fi
+	find "$(dirname "$3")" -mindepth 1 -maxdepth 1 -type d ! -path "$3" -exec rm -rf {} +
 }
 
 IFS=, read -ra path <<<"${UPGRADE_PATH:?versions.env sets no UPGRADE_PATH}"

@@ -1,37 +1,102 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, then the end-to-end test on this host with real kubelet, cri-o,
-# etcd, registry and kubectl. The end-to-end test replaces any u7s node on this host and leaves
-# a fresh working one behind.
+# Runs every test: unit tests, then the end-to-end tests with real kubelet, cri-o, etcd, registry
+# and kubectl on this host and on test hosts (systemd-nspawn), then a focused part of upstream's
+# Conformance suite. The end-to-end tests replace any u7s node on this host and leave a fresh
+# working one behind. Prints each suite's time at the end, also when one fails.
+#
+#   scripts/test.sh [all|unit|e2e]
+#
+# The end-to-end suites run in two lanes side by side, as they share nothing but this machine:
+#   node:  TestNode and TestPorts (this host's node), the focused Conformance part on the node they
+#          leave, then TestFreshHost and TestPackage (hosts fresh, pkg);
+#   hosts: TestCluster (h1-h5 behind haproxy), then TestUpgrade (h6, h7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 [ "$(id -u)" = 0 ] || { echo "the tests need root (they run u7s init)" >&2; exit 1; }
-make host-deps
+
+# Each suite's name and seconds, printed at the end however the run ends.
+TIMES=()
+T0=$SECONDS
+summary() {
+	local rc=$? l
+	echo "== times (total $((SECONDS - T0)) s, exit $rc)"
+	for l in "${TIMES[@]}"; do echo "   $l"; done
+	for l in _output/e2e/*.log; do
+		[ -e "$l" ] || continue
+		grep -hE '^(\[[a-z]+\] )?--- (PASS|FAIL|SKIP): Test[A-Za-z]+ ' "$l" | sed -E 's/^(\[[a-z]+\] )?---/   e2e/' || true
+	done
+}
+trap summary EXIT
+# suite NAME CMD...: runs CMD as one timed suite.
+suite() {
+	local name=$1 start=$SECONDS rc=0
+	shift
+	echo "== $name"
+	"$@" || rc=$?
+	TIMES+=("$(printf '%-28s %5d s%s' "$name" $((SECONDS - start)) "$( ((rc == 0)) || echo "  FAILED (exit $rc)")")")
+	return "$rc"
+}
+
+suite "host packages" make host-deps
 # The build tags of u7s's packages, from the one place that sets them (U7S_TAGS in the Makefile).
 tags=$(make -s --no-print-directory print-u7s-tags)
+# The unit-test packages, from the one place that lists them (the Makefile's unit target).
+unit_pkgs=$(make -s --no-print-directory print-unit-packages)
 if [ "$what" = all ] || [ "$what" = unit ]; then
-	echo "== unit tests"
-	go test -tags "$tags" ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
+	# shellcheck disable=SC2086 # one package pattern a word
+	suite "unit tests" go test -tags "$tags" $unit_pkgs
 fi
-if [ "$what" = all ] || [ "$what" = e2e ]; then
-	echo "== building and installing the node components"
-	make u7s components
-	# The chroot tests of upstream's busybox behaviour skip until its busybox is built: now it is.
-	go test -tags "$tags" -count=1 -run TestChroot ./internal/imagebuild/
-	make install
-	make images
-	echo "== packages (the test hosts install the .deb)"
-	make deb rpm images-archive
-	echo "== the releases the upgrade test starts from (UPGRADE_PATH in versions.env)"
-	make previous-release
-	echo "== end-to-end test (replaces any u7s node on this host)"
-	go test -tags "e2e $tags" -count=1 -v -timeout 60m ./test/e2e/
-	# On the node TestNode leaves behind: the specs that use the test images' tools (dig, curl, nc,
-	# porter's TLS, agnhost-2), each of the other test images (sample-apiserver, kitten's image
-	# volume, nautilus, nonewprivs, agnhost 2.55) and the specs that failed on u7s before (hostPorts
-	# on the node's address, environment variables that are not shell names, busybox sh's words for a
-	# read-only root). `make conformance` runs every Conformance spec.
-	echo "== conformance: a focused part of upstream's suite"
-	CONFORMANCE_FOCUS='DNS should provide DNS for (the cluster|services) |Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service|be able to change the type from ExternalName to ClusterIP) |intra-pod communication: http |proxy through a service and a pod |override the image.s default command \(container entrypoint\)|HostPort validates that there is no conflict|Secrets should be consumable as environment variable names|ImageVolume should succeed|should not allow privilege escalation when false|Sample API Server using the current Aggregator|Update Demo should create and stop|Deployment should run the lifecycle of a Deployment|read only busybox container should not write to root filesystem' \
-		scripts/conformance.sh
-fi
+[ "$what" = all ] || [ "$what" = e2e ] || exit 0
+
+suite "build: u7s, components" make u7s components
+# The chroot tests of upstream's busybox behaviour skip until its busybox is built: now it is.
+suite "unit: chroot with busybox" go test -tags "$tags" -count=1 -run TestChroot ./internal/imagebuild/
+suite "install" make install
+suite "images" make images
+suite "packages: deb rpm archive" make deb rpm images-archive
+suite "previous releases" make previous-release
+# The test hosts' tool, built once here rather than by each lane at once.
+suite "test hosts tool" go build -o _output/bin/u7s-hosts ./test/hosts/cmd/u7s-hosts
+
+# On the node TestNode leaves behind: the specs that use the test images' tools (dig, curl, nc,
+# porter's TLS, agnhost-2), each of the other test images and the specs that failed on u7s
+# before (test/conformance/focus.txt). `make conformance` runs every Conformance spec.
+conformance_focused() {
+	CONFORMANCE_FOCUS=$(grep -v '^#' test/conformance/focus.txt | paste -sd'|') scripts/conformance.sh
+}
+# lane NAME STEP...: runs the steps one after another, each a go test -run pattern or a function,
+# its lines prefixed with the lane's name and kept in _output/e2e/NAME.log; stops at the first
+# failure. Prints each step's time.
+lane() {
+	local name=$1 step start rc
+	shift
+	for step in "$@"; do
+		start=$SECONDS
+		rc=0
+		if declare -F "$step" >/dev/null; then
+			"$step" || rc=$?
+		else
+			go test -tags "e2e $tags" -count=1 -v -timeout 50m -run "^($step)\$" ./test/e2e/ || rc=$?
+		fi
+		echo "== lane $name: $step: $((SECONDS - start)) s, exit $rc"
+		((rc == 0)) || return "$rc"
+	done
+}
+e2e() {
+	mkdir -p _output/e2e
+	rm -f _output/e2e/*.log
+	echo "== end-to-end tests in two lanes (replaces any u7s node on this host); logs in _output/e2e"
+	lane node 'TestNode|TestPorts' conformance_focused 'TestFreshHost|TestPackage' 2>&1 |
+		sed -u 's/^/[node] /' | tee _output/e2e/node.log &
+	local node=$!
+	lane hosts 'TestCluster' 'TestUpgrade' 2>&1 | sed -u 's/^/[hosts] /' | tee _output/e2e/hosts.log &
+	local hosts=$!
+	local rc=0
+	wait "$node" || rc=1
+	wait "$hosts" || rc=1
+	# A lane's exit is that of its tee; its own is in its last line.
+	grep -hE '^\[[a-z]+\] == lane .* exit [1-9]' _output/e2e/*.log && rc=1
+	return "$rc"
+}
+suite "end-to-end (two lanes)" e2e

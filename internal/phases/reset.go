@@ -122,8 +122,12 @@ func cleanupPhase() workflow.Phase {
 	})
 }
 
-// killUserProcesses kills every process still owned by the node's user or one of its
-// subordinate ids (containers that escaped the namespace's end, which should not happen).
+// killUserProcesses kills every process of this host's own PID namespace still owned by the
+// node's user or one of its subordinate ids (what outlived the supervisor: slirp4netns, a
+// container that escaped the namespace's end, which should not happen). The node's namespace has
+// a PID namespace of its own, whose processes end with its init; a process in another PID
+// namespace belongs to another container of the host (a systemd-nspawn machine, say), whose users
+// may have the same ids, and is left alone.
 func killUserProcesses() int {
 	o, err := node.LookupOwner()
 	if err != nil {
@@ -133,6 +137,7 @@ func killUserProcesses() int {
 	owned := func(uid int) bool {
 		return uid == o.UID || slices.ContainsFunc(sub, func(r host.IDRange) bool { return r.Contains(uid) })
 	}
+	ourPIDNS, _ := os.Readlink("/proc/self/ns/pid")
 	killed := 0
 	for range 3 {
 		ents, _ := os.ReadDir("/proc")
@@ -144,6 +149,9 @@ func killUserProcesses() int {
 			}
 			var st unix.Stat_t
 			if unix.Stat("/proc/"+e.Name(), &st) != nil {
+				continue
+			}
+			if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || ns != ourPIDNS {
 				continue
 			}
 			if owned(int(st.Uid)) {

@@ -233,7 +233,7 @@ func TestNode(t *testing.T) {
 		owner := map[string]string{}
 		for _, l := range strings.Split(ps, "\n") {
 			f := strings.Fields(l)
-			if len(f) == 4 {
+			if len(f) == 4 && !inTestHost(f[1]) {
 				owner[f[3]] = f[0]
 			}
 		}
@@ -557,11 +557,11 @@ func apply(t *testing.T, manifest string) {
 // uidOf returns the host uid of the process whose command line is cmdline.
 func uidOf(t *testing.T, cmdline string) int {
 	t.Helper()
-	out := must(t, "ps", "-eo", "uid=,args=")
+	out := must(t, "ps", "-eo", "pid=,uid=,args=")
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) >= 2 && strings.Join(f[1:], " ") == cmdline {
-			uid, _ := strconv.Atoi(f[0])
+		if len(f) >= 3 && strings.Join(f[2:], " ") == cmdline && !inTestHost(f[0]) {
+			uid, _ := strconv.Atoi(f[1])
 			return uid
 		}
 	}
@@ -588,12 +588,20 @@ func subUIDRange(t *testing.T) [2]int {
 	return [2]int{}
 }
 
-// processesOf lists the PIDs owned by uid or a uid in sub.
+// inTestHost says whether process pid belongs to one of the test hosts (test/hosts: each in cgroups
+// named u7s-host-NAME), which share this machine's process table and may run a u7s node of their
+// own while this host's node is tested: their u7s-admin can have the same ids as this host's.
+func inTestHost(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	return err == nil && bytes.Contains(b, []byte("/u7s-host-"))
+}
+
+// processesOf lists the PIDs of this host (not of a test host) owned by uid or a uid in sub.
 func processesOf(uid int, sub [2]int) []string {
 	var pids []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		if _, err := strconv.Atoi(e.Name()); err != nil || inTestHost(e.Name()) {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/status")

@@ -310,6 +310,33 @@ func Up(names []string, o Options) error {
 			return err
 		}
 	}
+	if err := makeHosts(names, o); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := Boot(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeHosts makes the cached roots, the network and each named host not made yet, holding a lock of
+// this machine: end-to-end suites run side by side, and two of them must not debootstrap the same
+// root or hand out the same address.
+func makeHosts(names []string, o Options) error {
+	if err := os.MkdirAll(CacheDir, 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(CacheDir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %s: %w", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	ensure := EnsureNodeImage
 	if o.Fresh {
 		ensure = EnsureImage
@@ -325,11 +352,6 @@ func Up(names []string, o Options) error {
 			if err := create(n, o); err != nil {
 				return fmt.Errorf("making host %s: %w", n, err)
 			}
-		}
-	}
-	for _, n := range names {
-		if err := Boot(n); err != nil {
-			return err
 		}
 	}
 	return nil
