@@ -130,7 +130,12 @@ func (s Spec) Reference(registry string) string {
 	return prefix + "/" + s.Repository + ":" + s.Tag
 }
 
-// RegistryHost is the host[:port] part of a registry prefix such as "registry.local/k8s-p10".
+// TestRepository is where upstream's e2e tests look for their images (KUBE_TEST_REPO_LIST's
+// promoterE2eRegistry), under the registry host.
+const TestRepository = "e2e-test-images"
+
+// RegistryHost is the host[:port] part of a registry prefix such as "registry.local/k8s-p10", or
+// of an image reference: the one parser of it.
 func RegistryHost(registry string) string {
 	host, _, _ := strings.Cut(strings.TrimSuffix(registry, "/"), "/")
 	return host
@@ -355,7 +360,7 @@ func withOSRelease(files []File, name, tag string) []File {
 func pageImage(name, tag string) Spec {
 	s := agnhost()
 	s.Name = name
-	s.Repository = "e2e-test-images/" + name
+	s.Repository = TestRepository + "/" + name
 	s.Tag = tag
 	s.Files = withOSRelease(s.Files, name, tag)
 	s.DataFiles = append(append([]DataFile{}, s.DataFiles...),
@@ -459,7 +464,7 @@ func glibcDNSTesting() Spec {
 // testSpec is the part every test image shares: its place under e2e-test-images, as upstream's
 // e2e suite names it, and the busybox of upstream's test images for the commands it lacks.
 func testSpec(name, tag string) Spec {
-	return Spec{Name: name, Repository: "e2e-test-images/" + name, Tag: tag, Test: true, Busybox: &Busybox{Binary: TestBusybox}}
+	return Spec{Name: name, Repository: TestRepository + "/" + name, Tag: tag, Test: true, Busybox: &Busybox{Binary: TestBusybox}}
 }
 
 // TestBusybox is the busybox of the test images in --bin-dir: the version of upstream's
@@ -487,7 +492,7 @@ func agnhost() Spec {
 	tool := func(src, dst, pkg string) HostFile { return HostFile{Src: src, Path: dst, Package: pkg} }
 	return Spec{
 		Name:       "agnhost",
-		Repository: "e2e-test-images/agnhost",
+		Repository: TestRepository + "/agnhost",
 		Tag:        version.Pinned.AgnhostTag,
 		Test:       true,
 		Binaries: []Binary{

@@ -28,22 +28,14 @@ echo "== building upstream's e2e suite, ginkgo and kubectl (Kubernetes of versio
 make -s components COMPONENTS="e2e.test ginkgo kubectl"
 bin=$PWD/_output/bin
 
-# Upstream's test images come from the registry host of the node's registry, where u7s images
-# build puts them (images.Spec.Reference); pause and etcd from the node's registry itself.
+# Upstream's test images come from the registry of the node, where u7s images build puts them: u7s
+# says where (u7s images repo-list, the one place of that rule).
 registry=$(jq -r .registry /etc/u7s/node.json)
-host=${registry%%/*}
 out=$PWD/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
-cat >"$out/repo-list.yaml" <<YAML
-promoterE2eRegistry: $host/e2e-test-images
-buildImageRegistry: $host/build-image
-gcRegistry: $registry
-gcEtcdRegistry: $registry
-sigStorageRegistry: $host/sig-storage
-privateRegistry: $host/k8s-authenticated-test
-dockerLibraryRegistry: $host/library
-cloudProviderGcpRegistry: $host/cloud-provider-gcp
-YAML
+u7s=$bin/u7s
+[ -x "$u7s" ] || u7s=u7s
+U7S_REGISTRY=$registry "$u7s" images repo-list >"$out/repo-list.yaml"
 
 # One spec asks for a cluster of two nodes or more; on a one-node cluster (make cluster) it is
 # skipped, and said so, rather than counted as a failure of the node.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -233,15 +234,7 @@ func (d *Delegation) save(file string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return fmt.Errorf("save cgroup delegation: %w", err)
-	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("save cgroup delegation: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		os.Remove(tmp)
+	if err := fsutil.WriteFileAtomic(file, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save cgroup delegation: %w", err)
 	}
 	d.file = file

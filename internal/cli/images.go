@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/u7s/u7s/images"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/version"
@@ -28,7 +29,7 @@ func newImagesCommand() *cobra.Command {
 			"`u7s registry` prints (" + registry.EnvVar + ").",
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newImagesListCommand(), newImagesCheckCommand(), newImagesPullCommand())
+	cmd.AddCommand(newImagesListCommand(), newImagesCheckCommand(), newImagesPullCommand(), newImagesRepoListCommand())
 	for _, f := range imagesSubcommands {
 		cmd.AddCommand(f())
 	}
@@ -76,6 +77,27 @@ func newImagesListCommand() *cobra.Command {
 		},
 	}
 	sel.bind(cmd)
+	return cmd
+}
+
+func newImagesRepoListCommand() *cobra.Command {
+	var src registrySourceFlags
+	cmd := &cobra.Command{
+		Use:   "repo-list",
+		Short: "Print the KUBE_TEST_REPO_LIST of upstream's e2e suite for this registry",
+		Long: "Upstream's e2e suite (make conformance) finds its test images through the file KUBE_TEST_REPO_LIST\n" +
+			"names; this prints it for the registry, where u7s images build --test-images puts them.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := src.resolve()
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), r.E2ERepoList())
+			return nil
+		},
+	}
+	src.bind(cmd)
 	return cmd
 }
 
@@ -152,7 +174,7 @@ func imageRegistryHosts(refs []string) []string {
 	var hosts []string
 	seen := map[string]bool{}
 	for _, ref := range refs {
-		h, _, _ := strings.Cut(ref, "/")
+		h := images.RegistryHost(ref)
 		if !seen[h] {
 			seen[h] = true
 			hosts = append(hosts, h)

@@ -21,6 +21,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	cniversion "github.com/containernetworking/cni/pkg/version"
 
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/version"
 )
 
@@ -206,24 +207,8 @@ func saveState(dataDir, containerID string, conf []byte) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating the flannel CNI state directory: %w", err)
 	}
-	// Write then rename, so that DEL never reads a torn file after a crash.
-	f, err := os.CreateTemp(dataDir, "."+containerID+".*")
-	if err != nil {
-		return fmt.Errorf("saving flannel CNI state: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(conf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, statePath(dataDir, containerID))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	// Atomic, so that DEL never reads a torn file after a crash.
+	if err := fsutil.WriteFileAtomic(statePath(dataDir, containerID), conf, 0o600); err != nil {
 		return fmt.Errorf("saving flannel CNI state of container %s: %w", containerID, err)
 	}
 	return nil

@@ -13,11 +13,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/u7s/u7s/images"
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
-	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/signing"
 )
 
@@ -60,7 +60,7 @@ func NodePolicy(n *config.Node) ([]byte, error) {
 	if n.ImageSigningKey == "" {
 		return []byte(Policy), nil
 	}
-	return signing.Policy(registry.Host(n.Registry), n.ImageSigningKey)
+	return signing.Policy(images.RegistryHost(n.Registry), n.ImageSigningKey)
 }
 
 // RegistriesDFile tells containers/image where a registry keeps its signatures. cri-o has no
@@ -88,7 +88,7 @@ func writeRegistriesD(n *config.Node) error {
 // signatureHosts are where the node's images are pulled from, where their signatures are
 // looked up: the registry's host and the location registries.conf sends it to.
 func signatureHosts(n *config.Node) []string {
-	h := registry.Host(n.Registry)
+	h := images.RegistryHost(n.Registry)
 	hosts := []string{h}
 	for _, r := range NewRegistries(n.Insecure).Registry {
 		if r.Prefix == h && r.Location != h {

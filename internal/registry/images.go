@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/u7s/u7s/images"
@@ -61,7 +62,7 @@ func (r Resolution) catalogue(test bool) []Image {
 		ref := s.Reference(r.ImageRepository())
 		switch {
 		case s.Test:
-			ref = Host(r.Value) + "/" + s.Repository + ":" + s.Tag
+			ref = s.Reference(r.Value)
 		case r.Native && s.Name == "coredns":
 			ref = NativeRegistry + "/coredns/coredns:" + s.Tag
 		case r.Native && s.Name == "flannel":
@@ -84,7 +85,7 @@ func Refs(imgs []Image) []string {
 // Insecure reports whether ref (an image reference, repository or registry host) lives on a
 // plain-HTTP registry: only the specification's local registry, registry.local[:port], is.
 func Insecure(ref string) bool {
-	host := Host(ref)
+	host := images.RegistryHost(ref)
 	if h, port, ok := strings.Cut(host, ":"); ok {
 		if port == "" || strings.Trim(port, "0123456789") != "" {
 			return false
@@ -98,7 +99,28 @@ func Insecure(ref string) bool {
 // insecure_registries, or `insecure = true` in registries.conf): the local registry when r uses it.
 func InsecureRegistries(r Resolution) []string {
 	if Insecure(r.Value) {
-		return []string{Host(r.Value)}
+		return []string{images.RegistryHost(r.Value)}
 	}
 	return nil
+}
+
+// E2ERepoList is the KUBE_TEST_REPO_LIST file of upstream's e2e suite for r: its test images from
+// the registry host of the value, where u7s images build puts them (images.Spec.Reference), pause
+// and etcd from the node images' repository.
+func (r Resolution) E2ERepoList() string {
+	host := images.RegistryHost(r.Value)
+	var b strings.Builder
+	for _, kv := range [][2]string{
+		{"promoterE2eRegistry", host + "/" + images.TestRepository},
+		{"buildImageRegistry", host + "/build-image"},
+		{"gcRegistry", r.ImageRepository()},
+		{"gcEtcdRegistry", r.ImageRepository()},
+		{"sigStorageRegistry", host + "/sig-storage"},
+		{"privateRegistry", host + "/k8s-authenticated-test"},
+		{"dockerLibraryRegistry", host + "/library"},
+		{"cloudProviderGcpRegistry", host + "/cloud-provider-gcp"},
+	} {
+		fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
+	}
+	return b.String()
 }

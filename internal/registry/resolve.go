@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/u7s/u7s/images"
 )
 
 const (
@@ -160,7 +162,7 @@ func resolveAutomatic(src Source) (Resolution, error) {
 }
 
 func transportNote(value string) string {
-	host := Host(value)
+	host := images.RegistryHost(value)
 	if Insecure(value) {
 		return host + " is the local registry: plain HTTP"
 	}
@@ -468,11 +470,4 @@ func validateHost(hostport string) error {
 		}
 	}
 	return nil
-}
-
-// Host is the registry host[:port] of an image reference or U7S_REGISTRY value, e.g.
-// registry.local for registry.local/k8s-p10.
-func Host(ref string) string {
-	host, _, _ := strings.Cut(ref, "/")
-	return host
 }

@@ -337,3 +337,32 @@ func testRefs(host string) []string {
 	}
 	return out
 }
+
+// TestE2ERepoList: upstream's e2e suite, given the repo list, asks for each test image exactly
+// where the catalogue puts it, and for pause and etcd where the node images are.
+func TestE2ERepoList(t *testing.T) {
+	for _, r := range []Resolution{{Value: "registry.local/k8s-p10"}, {Value: "registry.local:5001/k8s-p10"}, nativeResolution("")} {
+		list := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(r.E2ERepoList()), "\n") {
+			k, v, ok := strings.Cut(l, ": ")
+			if !ok {
+				t.Fatalf("%s: line %q is not KEY: VALUE", r.Value, l)
+			}
+			list[k] = v
+		}
+		for _, img := range r.TestImages() {
+			// Upstream's image names are promoterE2eRegistry/NAME:TAG (test/utils/image).
+			want := list["promoterE2eRegistry"] + "/"
+			if rest, ok := strings.CutPrefix(img.Ref, want); !ok || strings.Contains(rest, "/") {
+				t.Errorf("%s: test image %s is %s, but the e2e suite asks for %sNAME:TAG", r.Value, img.Name, img.Ref, want)
+			}
+		}
+		for _, img := range r.Images() {
+			if img.Name == "pause" || img.Name == "etcd" {
+				if want := list["gcRegistry"] + "/" + img.Name + ":"; !strings.HasPrefix(img.Ref, want) {
+					t.Errorf("%s: %s is %s, but the e2e suite asks for %s...", r.Value, img.Name, img.Ref, want)
+				}
+			}
+		}
+	}
+}
