@@ -1,14 +1,12 @@
 package flannel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -192,55 +190,6 @@ func TestApply(t *testing.T) {
 	cm, _ = cs.CoreV1().ConfigMaps(Namespace).Get(ctx, ConfigMapName, metav1.GetOptions{})
 	if ds.Spec.Template.Spec.InitContainers[0].Image != o.Image || !strings.Contains(cm.Data["net-conf.json"], "10.88.0.0/16") {
 		t.Errorf("update not applied: image %q, net-conf %s", ds.Spec.Template.Spec.InitContainers[0].Image, cm.Data["net-conf.json"])
-	}
-}
-
-func TestWaitReady(t *testing.T) {
-	pollInterval = 10 * time.Millisecond
-	ctx := context.Background()
-	cs := fake.NewClientset()
-	if err := Apply(ctx, cs, testOpts); err != nil {
-		t.Fatal(err)
-	}
-	ds, _ := cs.AppsV1().DaemonSets(Namespace).Get(ctx, DaemonSetName, metav1.GetOptions{})
-
-	// Not rolled out: a pod stuck pulling its image. WaitReady says why and gives up with ctx.
-	ds.Status = appsv1.DaemonSetStatus{DesiredNumberScheduled: 1}
-	if _, err := cs.AppsV1().DaemonSets(Namespace).UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-flannel-ds-x", Namespace: Namespace, Labels: map[string]string{"app": "flannel"}},
-		Spec:       corev1.PodSpec{NodeName: "node1"},
-		Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{{
-			Name: "install-cni", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}},
-		}}},
-	}
-	if _, err := cs.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	err := WaitReady(short, cs, &out)
-	if err == nil || !strings.Contains(err.Error(), "node1: install-cni ErrImagePull") {
-		t.Errorf("WaitReady = %v, want a timeout naming the image pull problem", err)
-	}
-	if n := strings.Count(out.String(), "\n"); n != 1 {
-		t.Errorf("progress printed %d lines, want 1 (only changes):\n%s", n, out.String())
-	}
-
-	// Rolled out.
-	ds.Status = appsv1.DaemonSetStatus{DesiredNumberScheduled: 1, UpdatedNumberScheduled: 1, NumberAvailable: 1, NumberReady: 1}
-	if _, err := cs.AppsV1().DaemonSets(Namespace).UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	out.Reset()
-	if err := WaitReady(ctx, cs, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "1 of 1 pods ready") {
-		t.Errorf("progress = %q", out.String())
 	}
 }
 

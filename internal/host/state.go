@@ -140,11 +140,6 @@ func (s *system) removeRecorded() error {
 	return s.updateState(func(st *State) { st.Created, st.Kept = nil, nil })
 }
 
-// LoadState reads paths.HostStateFile; a missing file is an empty State.
-func LoadState() (State, error) { return defaultSystem().loadState() }
-
-// SaveState writes paths.HostStateFile atomically; an empty State removes the file.
-func SaveState(st State) error { return defaultSystem().saveState(st) }
 
 func (s *system) loadState() (State, error) {
 	var st State

@@ -31,14 +31,6 @@ func (r Resolution) FlannelImage(p version.Pins) string {
 	return r.Value + "/flannel:" + p.Flannel
 }
 
-// CoreDNSImage is the coredns image as kubeadm names it.
-func (r Resolution) CoreDNSImage(p version.Pins) string {
-	if r.Native {
-		return NativeRegistry + "/coredns/coredns:" + p.CoreDNS
-	}
-	return r.Value + "/coredns:" + p.CoreDNS
-}
-
 // PauseImage is the sandbox image (cri-o's pause_image and kubeadm's expectation).
 func (r Resolution) PauseImage(p version.Pins) string {
 	return r.ImageRepository() + "/pause:" + p.PauseImageTag
