@@ -87,6 +87,9 @@ e2e() {
 	mkdir -p _output/e2e
 	rm -f _output/e2e/*.log
 	echo "== end-to-end tests in two lanes (replaces any u7s node on this host); logs in _output/e2e"
+	# The test hosts need forwarding (test/hosts turns it on when it makes their network): on from
+	# the start, so that this host's node never sees it change under it.
+	sysctl -qw net.ipv4.ip_forward=1
 	lane node 'TestNode|TestPorts' conformance_focused 'TestFreshHost|TestPackage' 2>&1 |
 		sed -u 's/^/[node] /' | tee _output/e2e/node.log &
 	local node=$!

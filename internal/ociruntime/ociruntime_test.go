@@ -11,11 +11,12 @@ func TestClamp(t *testing.T) {
 		floor    int
 		changed  bool
 		want     int64
+		has      bool // the result has an oomScoreAdj
 	}{
-		{"config below floor", `{"ociVersion":"1.2.1","process":{"oomScoreAdj":-998,"user":{"uid":0}},"big":12345678901234567890}`, 0, true, 0},
-		{"config above floor", `{"process":{"oomScoreAdj":1000}}`, -999, false, 1000},
-		{"process.json", `{"oomScoreAdj":-997,"args":["sh"]}`, -500, true, -500},
-		{"no value", `{"process":{"args":["sh"]}}`, 0, false, 0},
+		{"config below floor", `{"ociVersion":"1.2.1","process":{"oomScoreAdj":-998,"user":{"uid":0}},"big":12345678901234567890}`, 0, true, 0, true},
+		{"config above floor", `{"process":{"oomScoreAdj":1000}}`, -999, false, 1000, true},
+		{"process.json", `{"oomScoreAdj":-997,"args":["sh"]}`, -500, true, -500, true},
+		{"no value", `{"process":{"args":["sh"]}}`, 0, false, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, changed, err := Adjust([]byte(tc.in), Limits{OOMScoreAdjFloor: tc.floor, Hugetlb: true})
@@ -35,10 +36,12 @@ func TestClamp(t *testing.T) {
 			if p, ok := doc["process"].(map[string]any); ok {
 				target = p
 			}
-			if n, ok := target["oomScoreAdj"].(json.Number); ok {
-				if v, _ := n.Int64(); v != tc.want {
-					t.Errorf("oomScoreAdj %d, want %d", v, tc.want)
-				}
+			n, has := target["oomScoreAdj"].(json.Number)
+			if has != tc.has {
+				t.Fatalf("oomScoreAdj present %v, want %v: %s", has, tc.has, out)
+			}
+			if v, _ := n.Int64(); has && v != tc.want {
+				t.Errorf("oomScoreAdj %d, want %d", v, tc.want)
 			}
 		})
 	}
