@@ -18,7 +18,7 @@ import (
 func init() { register(newNodeMaintenanceCommand) }
 
 // maintenanceMarker survives the reboot it records (not under /run).
-var maintenanceMarker = paths.ConfigDir + "/maintenance-reboot"
+const maintenanceMarker = paths.MaintenanceMarker
 
 func newNodeMaintenanceCommand() *cobra.Command {
 	return &cobra.Command{

@@ -28,7 +28,7 @@ import (
 
 // Dir holds the scheduled snapshots: root's only (a snapshot holds every Secret, sealed, and
 // everything else in the clear).
-const Dir = "/var/backups/u7s/etcd"
+const Dir = paths.EtcdBackupDir
 
 // Info describes a snapshot file.
 type Info struct {

@@ -140,7 +140,6 @@ func (s *system) removeRecorded() error {
 	return s.updateState(func(st *State) { st.Created, st.Kept = nil, nil })
 }
 
-
 func (s *system) loadState() (State, error) {
 	var st State
 	p := s.path(paths.HostStateFile)

@@ -158,7 +158,7 @@ func (s *system) restoreSysctls() error {
 }
 
 // PackagedSysctlConf is where the distribution package ships SysctlConf's text.
-const PackagedSysctlConf = "/usr/lib/sysctl.d/90-u7s.conf"
+const PackagedSysctlConf = paths.PackagedSysctlConf
 
 // SysctlConf is the sysctl.d file of the settings the node needs (the package ships it, so
 // that a packaged host has them from boot and init finds nothing to change).

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -110,22 +111,26 @@ func Node() (kubernetes.Interface, error) {
 func WaitNodeReady(ctx context.Context, cs kubernetes.Interface, name string, out io.Writer) error {
 	start := time.Now()
 	last := ""
-	for {
+	err := Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
 		waiting := pending(ctx, cs, name)
-		if waiting == "" {
-			fmt.Fprintf(out, "    node %s Ready, its pods running (%.0fs)\n", name, time.Since(start).Seconds())
-			return nil
-		}
-		if waiting != last {
+		if waiting != "" && waiting != last {
 			fmt.Fprintf(out, "    [%3.0fs] waiting for %s\n", time.Since(start).Seconds(), waiting)
-			last = waiting
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gave up waiting for %s: %w", waiting, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
+		last = waiting
+		return waiting == "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("gave up waiting for %s: %w", last, err)
 	}
+	fmt.Fprintf(out, "    node %s Ready, its pods running (%.0fs)\n", name, time.Since(start).Seconds())
+	return nil
+}
+
+// Poll asks cond at once and then every interval until it is done or fails, or ctx ends (then
+// ctx's error). cond returns (false, nil) to be asked again: the waits of u7s treat a failed
+// request to a restarting API server as "not yet". The one wait loop of the host side of u7s.
+func Poll(ctx context.Context, interval time.Duration, cond func(context.Context) (bool, error)) error {
+	return wait.PollUntilContextCancel(ctx, interval, true, cond)
 }
 
 // SystemNamespaces are the namespaces of the pods a node needs.

@@ -142,7 +142,7 @@ func ValidToken(t string) error {
 }
 
 // PatchesDir holds kubeadm's patches of this node: its own kubelet settings.
-var PatchesDir = paths.ConfigDir + "/kubeadm-patches"
+const PatchesDir = paths.KubeadmPatchesDir
 
 // RemoveEtcdMember removes this control plane's stacked etcd member from the cluster (as
 // kubeadm reset does), from the host: the etcd endpoints are the control planes' host

@@ -9,6 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/paths"
 )
 
 // Acquire asks for maintenance of node for reason (the Agent's protocol, for work done by a
@@ -26,39 +29,39 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, node, reason string, 
 	if err := Annotate(ctx, cs, node, RequestAnnotation, ptr.To(reason)); err != nil {
 		return fmt.Errorf("asking for the maintenance lock: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
 	said := ""
-	for {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = kube.Poll(wctx, 2*time.Second, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err == nil {
-			if _, ok := n.Annotations[ApprovedAnnotation]; ok {
-				return nil
-			}
-			state := "waiting for a control plane's coordinator to take the lock"
-			if l, err := cs.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, LeaseName, metav1.GetOptions{}); err == nil {
-				switch h := ptr.Deref(l.Spec.HolderIdentity, ""); h {
-				case "":
-				case node:
-					state = "lock taken: cordoned, draining (PodDisruptionBudgets respected)"
-				default:
-					state = "the lock is held by node " + h + ", waiting for it"
-				}
-			}
-			if state != said {
-				fmt.Fprintf(out, "    %s\n", state)
-				said = state
+		if err != nil {
+			return false, nil
+		}
+		if _, ok := n.Annotations[ApprovedAnnotation]; ok {
+			return true, nil
+		}
+		state := "waiting for a control plane's coordinator to take the lock"
+		if l, err := cs.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, LeaseName, metav1.GetOptions{}); err == nil {
+			switch h := ptr.Deref(l.Spec.HolderIdentity, ""); h {
+			case "":
+			case node:
+				state = "lock taken: cordoned, draining (PodDisruptionBudgets respected)"
+			default:
+				state = "the lock is held by node " + h + ", waiting for it"
 			}
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			werr := Release(context.Background(), cs, node)
-			return fmt.Errorf("node %s got no maintenance lock in %s (%s): see the supervisor log of a control plane (/var/log/u7s/supervisor.log); the request is withdrawn%s",
-				node, timeout, said, errSuffix(werr))
+		if state != said {
+			fmt.Fprintf(out, "    %s\n", state)
+			said = state
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
-		}
+		return false, nil
+	})
+	if err == nil {
+		return nil
 	}
+	werr := Release(context.Background(), cs, node)
+	return fmt.Errorf("node %s got no maintenance lock in %s (%s): see the supervisor log of a control plane (%s); the request is withdrawn%s",
+		node, timeout, said, paths.SupervisorLog, errSuffix(werr))
 }
 
 // Release withdraws node's request: the coordinator uncordons the node and frees the lock once

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,18 +57,15 @@ func (o Owner) env() []string {
 		"XDG_RUNTIME_DIR="+paths.RunDir)
 }
 
-// SupervisorLog is where a detached supervisor writes.
-var SupervisorLog = filepath.Join(paths.LogDir, "supervisor.log")
-
 // StartDetached starts `u7s supervise` as the owner in its own session, for hosts where
 // systemd does not run the u7s unit.
 func StartDetached(o Owner, exe string) (int, error) {
-	logf, err := os.OpenFile(SupervisorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(paths.SupervisorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
 	}
 	defer logf.Close()
-	_ = os.Chown(SupervisorLog, o.UID, o.GID)
+	_ = os.Chown(paths.SupervisorLog, o.UID, o.GID)
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return 0, err
@@ -102,12 +98,12 @@ func StartDetached(o Owner, exe string) (int, error) {
 func WaitReady(pid int, timeout time.Duration) error {
 	alive := func() error {
 		if err := unix.Kill(pid, 0); err != nil {
-			return fmt.Errorf("the supervisor (pid %d) exited: see %s", pid, SupervisorLog)
+			return fmt.Errorf("the supervisor (pid %d) exited: see %s", pid, paths.SupervisorLog)
 		}
 		// Reap it if it is our child and has exited.
 		var ws unix.WaitStatus
 		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
-			return fmt.Errorf("the supervisor exited (%v): see %s", describe(ws), SupervisorLog)
+			return fmt.Errorf("the supervisor exited (%v): see %s", describe(ws), paths.SupervisorLog)
 		}
 		return nil
 	}

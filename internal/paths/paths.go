@@ -34,7 +34,7 @@ const (
 	// the namespace's root (User on the host) can write it.
 	KubernetesDir = "/etc/kubernetes"
 	// AdminKubeconfig is the cluster-admin kubeconfig usable by root on the host.
-	AdminKubeconfig = "/etc/kubernetes/admin.conf"
+	AdminKubeconfig = KubernetesDir + "/admin.conf"
 
 	// RunDir is the runtime directory (sockets, pids), owned by User.
 	RunDir = "/run/u7s"
@@ -56,6 +56,8 @@ var (
 	CRIOSocket = filepath.Join(RunDir, "crio", "crio.sock")
 	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
 	LogDir = "/var/log/u7s"
+	// SupervisorLog is where a detached supervisor writes (under systemd: the journal).
+	SupervisorLog = LogDir + "/supervisor.log"
 	// AuditLogDir holds the API server's audit log, on the host's disk.
 	AuditLogDir = LogDir + "/audit"
 	// ControlPlaneDir holds the API server's policy files (audit, admission, anonymous
@@ -66,14 +68,24 @@ var (
 const (
 	// HostStateFile records what u7s init changed on the host (created user, sub-id ranges,
 	// previous sysctl values) so that u7s reset undoes exactly that.
-	HostStateFile = "/etc/u7s/host-state.json"
+	HostStateFile = ConfigDir + "/host-state.json"
 	// SysctlConf holds the sysctls u7s init set, so that they survive a reboot.
 	SysctlConf = "/etc/sysctl.d/90-u7s.conf"
 	// ImageSigningKey is the site's public image-signing key, given to init or join.
-	ImageSigningKey = "/etc/u7s/image-signing.pub"
+	ImageSigningKey = ConfigDir + "/image-signing.pub"
 	// CgroupDelegationFile describes the cgroup v1 subtrees root delegated to User; the
 	// supervisor joins them and the namespace mounts them.
-	CgroupDelegationFile = "/etc/u7s/cgroup-delegation.json"
+	CgroupDelegationFile = ConfigDir + "/cgroup-delegation.json"
+	// KubeadmPatchesDir holds kubeadm's patches of this node: its own kubelet settings.
+	KubeadmPatchesDir = ConfigDir + "/kubeadm-patches"
+	// MaintenanceMarker records a reboot the maintenance agent asked for; it survives the
+	// reboot (not under /run).
+	MaintenanceMarker = ConfigDir + "/maintenance-reboot"
+	// EtcdBackupDir holds a control plane's scheduled and pre-upgrade etcd snapshots (reset
+	// leaves them).
+	EtcdBackupDir = "/var/backups/u7s/etcd"
+	// PackagedSysctlConf is where the distribution package ships SysctlConf's text.
+	PackagedSysctlConf = "/usr/lib/sysctl.d/90-u7s.conf"
 )
 
 // KubeletKubeconfig is the kubelet's kubeconfig (system:node:NAME), on every node: the

@@ -59,16 +59,14 @@ func networkPhase() workflow.Phase {
 
 // waitNodeObject waits until the kubelet has registered the node.
 func waitNodeObject(ctx context.Context, cs kubernetes.Interface, name string) error {
-	for {
-		if _, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %s did not register: see %s/kubelet.log", name, paths.LogDir)
-		case <-time.After(time.Second):
-		}
+	err := kube.Poll(ctx, time.Second, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not register: see %s/kubelet.log", name, paths.LogDir)
 	}
+	return nil
 }
 
 // waitPhase waits until the node is Ready with its pods running.

@@ -349,21 +349,19 @@ func upgradeRestartPhase() workflow.Phase {
 
 // waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.
 func waitKubelet(ctx context.Context, cs kubernetes.Interface, name, v string) error {
-	for {
+	got := "unknown"
+	err := kube.Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err == nil && n.Status.NodeInfo.KubeletVersion == v && kube.NodeReady(n) {
-			return nil
+		if err != nil {
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			got := "unknown"
-			if n != nil {
-				got = n.Status.NodeInfo.KubeletVersion
-			}
-			return fmt.Errorf("node %s did not come back Ready with kubelet %s (it reports %s): see %s/kubelet.log", name, v, got, paths.LogDir)
-		case <-time.After(2 * time.Second):
-		}
+		got = n.Status.NodeInfo.KubeletVersion
+		return got == v && kube.NodeReady(n), nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not come back Ready with kubelet %s (it reports %s): see %s/kubelet.log", name, v, got, paths.LogDir)
 	}
+	return nil
 }
 
 func upgradeUncordonPhase() workflow.Phase {
@@ -390,17 +388,14 @@ func upgradeUncordonPhase() workflow.Phase {
 }
 
 func waitUncordoned(ctx context.Context, cs kubernetes.Interface, name string) error {
-	for {
+	err := kube.Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err == nil && !n.Spec.Unschedulable && n.Annotations[maintenance.ApprovedAnnotation] == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %s is still cordoned: no control plane's coordinator finished the maintenance (see /var/log/u7s/supervisor.log there); kubectl uncordon %s undoes it by hand", name, name)
-		case <-time.After(2 * time.Second):
-		}
+		return err == nil && !n.Spec.Unschedulable && n.Annotations[maintenance.ApprovedAnnotation] == "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s is still cordoned: no control plane's coordinator finished the maintenance (see %s there); kubectl uncordon %s undoes it by hand", name, paths.SupervisorLog, name)
 	}
+	return nil
 }
 
 // UndoUpgrade withdraws a failed upgrade's lock request: the coordinator uncordons the node

@@ -124,23 +124,25 @@ const childIP = "10.0.2.100"
 // ctx ends first.
 func apiClient(ctx context.Context, what string, connect func() (kubernetes.Interface, error)) kubernetes.Interface {
 	var last string
-	for {
-		cs, err := connect()
+	var cs kubernetes.Interface
+	err := kube.Poll(ctx, 2*time.Second, func(context.Context) (bool, error) {
+		c, err := connect()
 		if err == nil {
-			if _, err = cs.Discovery().ServerVersion(); err == nil {
-				return cs
+			if _, err = c.Discovery().ServerVersion(); err == nil {
+				cs = c
+				return true, nil
 			}
 		}
 		if err.Error() != last {
 			log.Printf("%s waits for its credentials and the API: %v", what, err)
 			last = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return nil
 	}
+	return cs
 }
 
 // forwardNodePorts runs the controller of NodePort and hostPort forwards with the node's own
