@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
@@ -19,8 +17,7 @@ func init() {
 }
 
 // bindFlow makes c run the phases on a kubeadm workflow runner: `c phase NAME` runs one,
-// --skip-phases leaves some out. A failure after the host changed is undone (u7s reset's
-// cleanup of what was recorded) unless --keep-on-failure.
+// --skip-phases leaves some out. A failure is handled by the flow's policy (phases.Failed).
 func bindFlow(c *cobra.Command, flow string, ps []workflow.Phase, o *phases.Options) {
 	r := workflow.NewRunner()
 	for _, p := range ps {
@@ -38,18 +35,7 @@ func bindFlow(c *cobra.Command, flow string, ps []workflow.Phase, o *phases.Opti
 		return d, err
 	})
 	c.RunE = func(cmd *cobra.Command, args []string) error {
-		err := r.Run(args)
-		if err != nil && data != nil && data.Changed {
-			if o.KeepOnFailure {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s failed; the node is left as it is (--keep-on-failure): inspect /var/log/u7s, then run u7s reset\n", flow)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s failed; undoing what it did...\n", flow)
-				if rerr := phases.Undo(cmd.Context()); rerr != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "warning: undoing: %v\n", rerr)
-				}
-			}
-		}
-		return err
+		return phases.Failed(cmd.Context(), flow, data, o.KeepOnFailure, cmd.OutOrStdout(), r.Run(args))
 	}
 	r.BindToCommand(c)
 }

@@ -56,6 +56,9 @@ var (
 	CRIOSocket = filepath.Join(RunDir, "crio", "crio.sock")
 	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
 	LogDir = "/var/log/u7s"
+	// FailedLogDir keeps the logs of each init or join that failed and was undone, one
+	// directory each (the undo removes LogDir).
+	FailedLogDir = "/var/log/u7s-failed"
 	// SupervisorLog is where a detached supervisor writes (under systemd: the journal).
 	SupervisorLog = LogDir + "/supervisor.log"
 	// AuditLogDir holds the API server's audit log, on the host's disk.

@@ -71,7 +71,7 @@ type Data struct {
 	O    Options
 
 	pod, svc netip.Prefix
-	res      registry.Resolution
+	res      *registry.Resolution
 	node     *config.Node
 	owner    node.Owner
 	docs     []byte // the kubeadm configuration

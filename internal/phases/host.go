@@ -91,16 +91,20 @@ func (d *Data) writeConfig() error {
 		}
 		addr = ip.String()
 	}
+	res, err := d.resolution()
+	if err != nil {
+		return err
+	}
 	n := &config.Node{
 		Role:                 d.role(),
 		NodeName:             name,
 		AdvertiseAddress:     addr,
 		APIServerPort:        d.O.BindPort,
-		Registry:             d.res.Value,
-		ImageRepository:      d.res.ImageRepository(),
-		PauseImage:           d.res.PauseImage(version.Pinned),
-		FlannelImage:         d.res.FlannelImage(version.Pinned),
-		Insecure:             registry.InsecureRegistries(d.res),
+		Registry:             res.Value,
+		ImageRepository:      res.ImageRepository(),
+		PauseImage:           res.PauseImage(version.Pinned),
+		FlannelImage:         res.FlannelImage(version.Pinned),
+		Insecure:             registry.InsecureRegistries(res),
 		Ports:                config.RolePorts(d.role(), d.O.BindPort),
 		NodePortForwarding:   !d.O.NoNodePortForwarding,
 		ScheduleWorkloads:    d.O.ScheduleWorkloads,

@@ -36,11 +36,10 @@ func (d *Data) preflight() error {
 		return err
 	}
 	d.step("resolving the image registry")
-	res, err := registry.Resolve(d.O.Registry)
+	res, err := d.resolution()
 	if err != nil {
 		return err
 	}
-	d.res = res
 	d.detail("U7S_REGISTRY: %s", res.Value)
 	images := registry.Refs(res.Images())
 	d.step("checking that the registry has all %d images", len(images))
@@ -75,6 +74,19 @@ func (d *Data) preflight() error {
 		return fmt.Errorf("the host is not ready; nothing was changed:\n%w", err)
 	}
 	return nil
+}
+
+// resolution is the image registry of the run, resolved once (by preflight, or by the first
+// phase that needs it when preflight is skipped).
+func (d *Data) resolution() (registry.Resolution, error) {
+	if d.res == nil {
+		res, err := registry.Resolve(d.O.Registry)
+		if err != nil {
+			return res, err
+		}
+		d.res = &res
+	}
+	return *d.res, nil
 }
 
 func (d *Data) role() config.Role {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,6 +126,26 @@ func hostUnchanged(t *testing.T) {
 	}
 }
 
+// failedLogsKept asserts that a failed and undone init said where it kept its logs, that its
+// error names that place, and that the node's logs are there; then removes them.
+func failedLogsKept(t *testing.T, out string) {
+	t.Helper()
+	m := regexp.MustCompile(`its logs are kept in (/var/log/u7s-failed/init-[0-9TZ]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("a failed init did not say where its logs are kept:\n%s", tail(out, 30))
+		return
+	}
+	defer os.RemoveAll(m[1])
+	if !strings.Contains(out, "logs: "+m[1]) {
+		t.Errorf("the error does not name %s:\n%s", m[1], tail(out, 10))
+	}
+	for _, f := range []string{"kubelet.log", "crio.log"} {
+		if fi, err := os.Stat(filepath.Join(m[1], f)); err != nil || fi.Size() == 0 {
+			t.Errorf("the failed init's %s is not kept in %s: %v", f, m[1], err)
+		}
+	}
+}
+
 func initNode(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -204,6 +226,7 @@ func TestNode(t *testing.T) {
 		if err == nil || !strings.Contains(out, "undoing") {
 			t.Errorf("init with a garbage CA: want a failure that is undone, got %v: %s", err, out)
 		}
+		failedLogsKept(t, out)
 		if b, err := os.ReadFile("/etc/kubernetes/pki/ca.crt"); err != nil || string(b) != "not a certificate\n" {
 			t.Errorf("a failed init removed or changed the admin's /etc/kubernetes/pki/ca.crt: %v %q", err, b)
 		}
@@ -211,6 +234,17 @@ func TestNode(t *testing.T) {
 			t.Errorf("a failed init left files in /etc/kubernetes: %v", ents)
 		}
 		must(t, "rm", "-rf", "/etc/kubernetes")
+		hostUnchanged(t)
+
+		// Images signed with another key than the node's: preflight would refuse them before
+		// changing anything; skipped, the node starts and kubeadm's image pull fails inside it.
+		keys := t.TempDir()
+		must(t, u7s, "images", "keygen", "--dir", keys)
+		out, err = run(t, u7s, "init", "--skip-phases", "preflight", "--image-signing-key", filepath.Join(keys, "u7s-signing.pub"))
+		if err == nil || !strings.Contains(out, "undoing") {
+			t.Errorf("init with another signing key, preflight skipped: want a failure that is undone, got %v: %s", err, tail(out, 30))
+		}
+		failedLogsKept(t, out)
 		hostUnchanged(t)
 	})
 

@@ -1,0 +1,52 @@
+package phases
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeepLogs(t *testing.T) {
+	dir := t.TempDir()
+	logs, failed := filepath.Join(dir, "u7s"), filepath.Join(dir, "u7s-failed")
+	if err := os.MkdirAll(filepath.Join(logs, "audit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"kubelet.log", "crio.log", "audit/audit.log"} {
+		if err := os.WriteFile(filepath.Join(logs, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 12, 2, 10, 55, 0, 0, time.UTC)
+	kept, err := keepLogs(logs, failed, "init", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(failed, "init-20261202T105500Z"); kept != want {
+		t.Fatalf("kept in %s, want %s", kept, want)
+	}
+	for _, f := range []string{"kubelet.log", "crio.log", "audit/audit.log"} {
+		if b, err := os.ReadFile(filepath.Join(kept, f)); err != nil || string(b) != f {
+			t.Errorf("%s not kept: %q %v", f, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(logs, f)); err == nil {
+			t.Errorf("%s is still in %s", f, logs)
+		}
+	}
+	// Nothing to keep: no directory made.
+	if kept, err := keepLogs(filepath.Join(dir, "none"), failed, "join", now); kept != "" || err != nil {
+		t.Errorf("keepLogs of a missing directory = %q, %v", kept, err)
+	}
+
+	base := errors.New("kubeadm init failed (logs: " + logs + "): timed out")
+	e := &logsMoved{err: base, from: logs, to: kept}
+	if !strings.Contains(e.Error(), "(logs: "+kept+")") || strings.Contains(e.Error(), logs+")") || !errors.Is(e, base) {
+		t.Errorf("the error names %q", e.Error())
+	}
+	if e := (&logsMoved{err: errors.New("preflight: bad key"), from: logs, to: kept}); !strings.HasSuffix(e.Error(), "(logs: "+kept+")") {
+		t.Errorf("an error naming no logs: %q", e.Error())
+	}
+}
