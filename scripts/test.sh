@@ -90,16 +90,24 @@ e2e() {
 	# The test hosts need forwarding (test/hosts turns it on when it makes their network): on from
 	# the start, so that this host's node never sees it change under it.
 	sysctl -qw net.ipv4.ip_forward=1
-	lane node 'TestNode|TestPorts' conformance_focused 'TestFreshHost|TestPackage' 2>&1 |
-		sed -u 's/^/[node] /' | tee _output/e2e/node.log &
-	local node=$!
-	lane hosts 'TestCluster' 'TestUpgrade' 2>&1 | sed -u 's/^/[hosts] /' | tee _output/e2e/hosts.log &
-	local hosts=$!
-	local rc=0
-	wait "$node" || rc=1
-	wait "$hosts" || rc=1
-	# A lane's exit is that of its tee; its own is in its last line.
-	grep -hE '^\[[a-z]+\] == lane .* exit [1-9]' _output/e2e/*.log && rc=1
+	rm -f _output/e2e/*.rc
+	local rc
+	{
+		rc=0
+		lane node 'TestNode|TestPorts' conformance_focused 'TestFreshHost|TestPackage' || rc=$?
+		echo "$rc" >_output/e2e/node.rc
+	} 2>&1 | sed -u 's/^/[node] /' | tee _output/e2e/node.log &
+	{
+		rc=0
+		lane hosts 'TestCluster' 'TestUpgrade' || rc=$?
+		echo "$rc" >_output/e2e/hosts.rc
+	} 2>&1 | sed -u 's/^/[hosts] /' | tee _output/e2e/hosts.log &
+	wait
+	local l
+	rc=0
+	for l in node hosts; do
+		[[ $(cat "_output/e2e/$l.rc" 2>/dev/null) == 0 ]] || { echo "== lane $l failed: _output/e2e/$l.log"; rc=1; }
+	done
 	return "$rc"
 }
 suite "end-to-end (two lanes)" e2e
