@@ -15,6 +15,7 @@ import (
 
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/release"
 )
 
 // Names of the preflight checks, for PreflightOptions.Ignore and Problem.Check.
@@ -191,9 +192,6 @@ var hostTools = []struct{ name, pkg string }{
 	{"iptables", "iptables"},
 }
 
-// nodeBinaries are the binaries `make install` puts in paths.LibexecBin.
-var nodeBinaries = []string{"kubelet", "crio", "pinns", "runc"}
-
 func (s *system) checkBinaries() []Problem {
 	var ps []Problem
 	for _, t := range hostTools {
@@ -203,7 +201,9 @@ func (s *system) checkBinaries() []Problem {
 		}
 	}
 	var missing []string
-	for _, b := range nodeBinaries {
+	// The node binaries of the release this u7s carries, which `make install` or the package
+	// put in paths.LibexecBin and init and join copy from there.
+	for _, b := range release.Binaries {
 		fi, err := os.Stat(s.path(filepath.Join(paths.LibexecBin, b)))
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
 			missing = append(missing, b)

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/release"
 )
 
 // output finds the one file of _output matching pattern.
@@ -39,12 +42,15 @@ func TestPackage(t *testing.T) {
 	t.Run("contents, scripts, dependencies, version, lint", func(t *testing.T) {
 		debList := must(t, "dpkg-deb", "-c", deb)
 		rpmList := must(t, "rpm", "-qlp", rpm)
-		for _, f := range []string{"/usr/bin/u7s", "/usr/bin/kubectl", "/usr/libexec/u7s/bin/kubelet", "/usr/libexec/u7s/bin/crio",
-			"/usr/libexec/u7s/bin/pinns", "/usr/libexec/u7s/bin/runc", "/usr/libexec/u7s/bin/u7s-runc", "/usr/libexec/u7s/cni/bridge",
+		want := []string{"/usr/bin/u7s", "/usr/bin/kubectl", "/usr/libexec/u7s/bin/u7s-runc", "/usr/libexec/u7s/cni/bridge",
 			"/usr/libexec/u7s/cni/flannel", "/usr/lib/systemd/system/u7s.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.service", "/usr/lib/systemd/system/u7s-etcd-snapshot.timer", "/usr/lib/systemd/system/u7s-maintenance.timer", "/usr/lib/sysctl.d/90-u7s.conf",
 			"/usr/lib/modules-load.d/u7s.conf", "/usr/share/man/man1/u7s.1.gz", "/usr/share/man/man1/u7s-join.1.gz",
 			"/usr/share/bash-completion/completions/u7s", "/usr/share/zsh/vendor-completions/_u7s",
-			"/usr/share/fish/vendor_completions.d/u7s.fish", "/usr/share/doc/u7s/README.md"} {
+			"/usr/share/fish/vendor_completions.d/u7s.fish", "/usr/share/doc/u7s/README.md"}
+		for _, b := range release.Binaries {
+			want = append(want, filepath.Join(paths.LibexecBin, b))
+		}
+		for _, f := range want {
 			if !strings.Contains(debList, "."+f) {
 				t.Errorf("the .deb lacks %s", f)
 			}
