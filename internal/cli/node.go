@@ -204,6 +204,11 @@ func newStatusCommand() *cobra.Command {
 			fmt.Fprintf(out, "address:     %s (API server port %d)\n", n.AdvertiseAddress, n.APIServerPort)
 			fmt.Fprintf(out, "registry:    %s\n", n.Registry)
 			fmt.Fprintf(out, "cgroups:     %s: %s\n", n.Cgroup, n.Cgroup.Description())
+			nsnet := n.NamespaceNetwork
+			if nsnet == "" {
+				nsnet = host.DefaultNamespaceNetwork.String()
+			}
+			fmt.Fprintf(out, "namespace:   network %s (slirp4netns; pods %s, Services %s)\n", nsnet, n.PodCIDR, n.ServiceCIDR)
 			fmt.Fprintf(out, "endpoint:    %s\n", n.Endpoint)
 			fmt.Fprintf(out, "release:     %s\n", releaseStatus())
 			if n.Service {

@@ -54,6 +54,10 @@ type Node struct {
 	// Endpoint is the API server this node talks to: the control-plane endpoint (a balancer)
 	// if there is one, else the first control plane's address and port.
 	Endpoint string `json:"endpoint"`
+	// NamespaceNetwork is slirp4netns's network inside the node's namespace, chosen by init or
+	// join to overlap none of the host's networks, the pods' and the Services' ("": slirp4netns's
+	// 10.0.2.0/24, a node made before u7s chose it). It stays the node's across restarts.
+	NamespaceNetwork string `json:"namespaceNetwork,omitempty"`
 	// Service is true when systemd runs the node (the u7s unit), false for a detached supervisor.
 	Service bool `json:"service"`
 }

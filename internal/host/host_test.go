@@ -357,7 +357,10 @@ func TestCheckCIDRs(t *testing.T) {
 		{"defaults", p("10.244.0.0/16"), p("10.96.0.0/12"), nil},
 		{"unset", netip.Prefix{}, netip.Prefix{}, nil},
 		{"overlap each other", p("10.96.0.0/16"), p("10.96.0.0/12"), []string{"pod CIDR 10.96.0.0/16 overlaps service CIDR 10.96.0.0/12"}},
-		{"slirp", p("10.0.0.0/16"), p("10.96.0.0/12"), []string{"pod CIDR 10.0.0.0/16 overlaps 10.0.2.0/24"}},
+		{"slirp's network: the namespace takes another", p("10.0.0.0/16"), p("10.96.0.0/12"), nil},
+		{"no network left for the namespace", p("10.0.0.0/16"), p("192.168.0.0/16"), []string{
+			"no /24 of 10.0.0.0/16 or 192.168.0.0/16 is free for the node's namespace",
+			"service CIDR 192.168.0.0/16 overlaps the host's address 192.168.1.5/24 on eth0"}},
 		{"host address", p("10.244.0.0/16"), p("192.168.0.0/16"), []string{"service CIDR 192.168.0.0/16 overlaps the host's address 192.168.1.5/24 on eth0"}},
 		{"host route, unmasked", p("172.17.5.1/24"), p("10.96.0.0/12"), []string{"pod CIDR 172.17.5.0/24 overlaps the host's route 172.17.0.0/16 dev docker0"}},
 	} {
@@ -604,5 +607,42 @@ func TestSysctls(t *testing.T) {
 	}
 	if st, _ := s.loadState(); len(st.Sysctls) != 0 {
 		t.Errorf("state after restore: %+v", st)
+	}
+}
+
+func TestChooseNamespaceNetwork(t *testing.T) {
+	svc, pod := netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("10.244.0.0/16")
+	for _, tc := range []struct {
+		name  string
+		nets  []string
+		avoid []netip.Prefix
+		want  string
+	}{
+		{"a host on its own network", []string{"192.0.2.2/24", "127.0.0.0/8"}, []netip.Prefix{pod, svc}, "10.0.2.0/24"},
+		{"a host at 10.0.2.15 (qemu's user network)", []string{"10.0.2.15/24", "10.0.2.0/24"}, []netip.Prefix{pod, svc}, "10.0.0.0/24"},
+		{"the host uses 10.0.0.0/22", []string{"10.0.1.5/22"}, []netip.Prefix{pod, svc}, "10.0.4.0/24"},
+		{"pods in 10.0.0.0/16", []string{"192.0.2.2/24"}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16"), svc}, "192.168.0.0/24"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &system{hostNets: func() ([]hostNet, error) {
+				var out []hostNet
+				for _, n := range tc.nets {
+					out = append(out, hostNet{netip.MustParsePrefix(n).Masked(), "address " + n})
+				}
+				return out, nil
+			}}
+			got, err := s.chooseNamespaceNetwork(tc.avoid)
+			if err != nil || got.String() != tc.want {
+				t.Fatalf("chose %v, %v; want %s", got, err, tc.want)
+			}
+			if ip := NamespaceChildIP(got); !got.Contains(ip) || ip.As4()[3] != 100 {
+				t.Errorf("child IP %s of %s", ip, got)
+			}
+		})
+	}
+	// Nothing free.
+	s := &system{hostNets: func() ([]hostNet, error) { return []hostNet{{netip.MustParsePrefix("10.0.0.0/16"), "route"}}, nil }}
+	if _, err := s.chooseNamespaceNetwork([]netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}); err == nil || !strings.Contains(err.Error(), "--pod-network-cidr") {
+		t.Errorf("with every candidate taken: %v", err)
 	}
 }

@@ -33,9 +33,6 @@ const (
 // DefaultAPIServerPort is the host port of the API server unless PreflightOptions says otherwise.
 const DefaultAPIServerPort = config.DefaultAPIServerPort
 
-// SlirpCIDR is slirp4netns's network inside the node's namespace (rootlesskit's default).
-var SlirpCIDR = netip.MustParsePrefix("10.0.2.0/24")
-
 // PreflightOptions says what u7s init is about to set up.
 type PreflightOptions struct {
 	// APIServerPort is the host port the API server is published on; 0 means 6443.
@@ -368,12 +365,17 @@ func (s *system) checkCIDRs(o PreflightOptions) []Problem {
 		ps = append(ps, Problem{CheckCIDRs, "cannot list the host's addresses and routes: " + err.Error(),
 			"run u7s init as root in the host's network namespace"})
 	}
-	for _, c := range cidrs {
-		if c.p.Overlaps(SlirpCIDR) {
-			ps = append(ps, Problem{CheckCIDRs,
-				fmt.Sprintf("%s %s overlaps %s, the network of the node's namespace (slirp4netns)", c.name, c.p, SlirpCIDR),
-				"choose another range with " + c.flag})
+	if err == nil {
+		// The namespace's own network is chosen to overlap neither them nor the host's.
+		var avoid []netip.Prefix
+		for _, c := range cidrs {
+			avoid = append(avoid, c.p)
 		}
+		if _, err := s.chooseNamespaceNetwork(avoid); err != nil {
+			ps = append(ps, Problem{CheckCIDRs, err.Error(), "choose other ranges with --pod-network-cidr and --service-cidr"})
+		}
+	}
+	for _, c := range cidrs {
 		for _, n := range nets {
 			if n.prefix.Bits() == 0 || !c.p.Overlaps(n.prefix) {
 				continue // a default route overlaps everything and says nothing

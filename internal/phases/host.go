@@ -118,6 +118,12 @@ func (d *Data) writeConfig() error {
 	}
 	var docs []byte
 	n.PodCIDR, n.ServiceCIDR = d.pod.String(), d.svc.String()
+	nsnet, err := host.ChooseNamespaceNetwork(d.pod, d.svc)
+	if err != nil {
+		return err
+	}
+	n.NamespaceNetwork = nsnet.String()
+	d.detail("the node's namespace network (slirp4netns): %s, clear of the host's networks, the pods' and the Services'", nsnet)
 	switch d.Flow {
 	case FlowInit:
 		n.Endpoint = d.O.ControlPlaneEndpoint

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/csrapprover"
 	"github.com/u7s/u7s/internal/fsutil"
+	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/namespace"
@@ -56,6 +58,13 @@ func Run() error {
 		}
 		evacuate = "u7s-supervisor"
 	}
+	nsnet := host.DefaultNamespaceNetwork
+	if n.NamespaceNetwork != "" {
+		if nsnet, err = netip.ParsePrefix(n.NamespaceNetwork); err != nil {
+			return fmt.Errorf("%s: namespaceNetwork: %w", config.Path, err)
+		}
+	}
+	childIP := host.NamespaceChildIP(nsnet).String()
 	var specs []port.Spec
 	for _, s := range n.Ports {
 		sp, err := ports.ParseSpec(s)
@@ -88,14 +97,15 @@ func Run() error {
 			go coordinateMaintenance(ctx, n.NodeName)
 		}
 		if n.NodePortForwarding {
-			forwardNodePorts(ctx, n.NodeName)
+			forwardNodePorts(ctx, n.NodeName, childIP)
 		}
 	}()
-	log.Printf("starting the namespace (cgroup mode %s)", n.Cgroup)
+	log.Printf("starting the namespace (cgroup mode %s, network %s)", n.Cgroup, nsnet)
 	status("starting the namespace (rootlesskit, slirp4netns) and cri-o")
 	return namespace.RunParent(namespace.Config{
 		StateDir:        paths.RootlesskitStateDir,
 		MTU:             65520,
+		CIDR:            nsnet.String(),
 		Publish:         specs,
 		TargetCmd:       []string{exe, "namespace-init"},
 		EvacuateCgroup2: evacuate,
@@ -115,9 +125,6 @@ func notifyWhenReady() bool {
 
 // status is a STATUS= line for systemctl status while the node starts.
 func status(s string) { _, _ = sddaemon.SdNotify(false, "STATUS="+s) }
-
-// childIP is slirp4netns's address of the namespace (tap0).
-const childIP = "10.0.2.100"
 
 // apiClient waits until the cluster's API answers with the credentials of connect (on a
 // first init or join, kubeadm has not written them yet when the namespace comes up); nil when
@@ -147,7 +154,7 @@ func apiClient(ctx context.Context, what string, connect func() (kubernetes.Inte
 
 // forwardNodePorts runs the controller of NodePort and hostPort forwards with the node's own
 // credentials (every role has them).
-func forwardNodePorts(ctx context.Context, nodeName string) {
+func forwardNodePorts(ctx context.Context, nodeName, childIP string) {
 	cs := apiClient(ctx, "NodePort forwarding", func() (kubernetes.Interface, error) {
 		cfg, err := kube.NodeConfig()
 		if err != nil {
