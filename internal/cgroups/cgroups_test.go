@@ -388,11 +388,3 @@ func TestDetectV2Delegation(t *testing.T) {
 		t.Errorf("hybrid: %s %v", mode, err)
 	}
 }
-
-func TestModeDescription(t *testing.T) {
-	for _, m := range []Mode{V2Delegated, V1Delegated, None} {
-		if strings.HasPrefix(m.Description(), "unknown") {
-			t.Errorf("%s has no description", m)
-		}
-	}
-}

@@ -25,17 +25,13 @@ const (
 	None Mode = "none"
 )
 
-// Description says what the mode means for the cluster's users.
+// Description says what the mode means for the cluster's users (its driver's).
 func (m Mode) Description() string {
-	switch m {
-	case V2Delegated:
-		return "cgroup v2 with delegation: pod limits enforced"
-	case V1Delegated:
-		return "cgroup v1, subtrees delegated by root: limits enforced"
-	case None:
-		return "no delegation: pods run without resource limits"
+	d, err := For(m)
+	if err != nil {
+		return "unknown cgroup mode " + string(m)
 	}
-	return "unknown cgroup mode " + string(m)
+	return d.Description()
 }
 
 // Hierarchy is one mounted cgroup hierarchy and where this process is in it.

@@ -78,6 +78,11 @@ func Load() (*Node, error) {
 	if err := json.Unmarshal(b, &n); err != nil {
 		return nil, fmt.Errorf("%s: %w", Path, err)
 	}
+	// Every later step takes the mode's driver (cgroups.Must): a mode it does not know is
+	// refused here.
+	if _, err := cgroups.For(n.Cgroup); err != nil {
+		return nil, fmt.Errorf("%s: %w", Path, err)
+	}
 	return &n, nil
 }
 

@@ -114,10 +114,8 @@ func New(n *config.Node, d Dirs) Config {
 		DefaultRuntime: "runc",
 		CgroupManager:  "cgroupfs",
 		// With cgroupfs conmon must live in the pod's cgroup.
-		ConmonCgroup: "pod",
-		// On cgroup v1 a dropped infra container makes cri-o create its own cgroup at the
-		// hierarchy root, which the node's user may not do.
-		DropInfraCtr:             n.Cgroup == cgroups.V2Delegated,
+		ConmonCgroup:             "pod",
+		DropInfraCtr:             cgroups.Must(n.Cgroup).DropInfraContainer(),
 		PinnsPath:                filepath.Join(paths.NodeBin, "pinns"),
 		NamespacesDir:            filepath.Join(d.Run, "ns"),
 		ContainerExitsDir:        filepath.Join(d.Run, "exits"),

@@ -98,9 +98,8 @@ func signatureHosts(n *config.Node) []string {
 	return hosts
 }
 
-// Command returns cri-o's command with its environment. rootless mode (_CRIO_ROOTLESS) knows
-// only cgroup v2 delegation and discards every limit on v1, so it stays off where root has
-// delegated v1 subtrees.
+// Command returns cri-o's command with its environment: rootless mode (_CRIO_ROOTLESS) as the
+// node's cgroup driver says.
 func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(paths.NodeBin, "crio"),
 		"--config", d.ConfigFile(), "--config-dir", filepath.Join(d.State, "crio.conf.d"), "--log-level", "info",
@@ -110,7 +109,7 @@ func Command(n *config.Node, d Dirs, log io.Writer) *exec.Cmd {
 		"CONTAINERS_STORAGE_CONF="+d.StorageFile(),
 		"PATH=/usr/libexec/u7s/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	)
-	if n.Cgroup != cgroups.V1Delegated {
+	if cgroups.Must(n.Cgroup).CrioRootless() {
 		env = append(env, "_CRIO_ROOTLESS=1")
 	}
 	cmd.Env = env

@@ -64,7 +64,7 @@ func Config() *kubeletv1beta1.KubeletConfiguration {
 // empty list back into ["pods"], so "none" is spelt out. The keys are the upstream type's
 // JSON names (a unit test decodes the patch strictly into it).
 func NodePatch(mode cgroups.Mode) map[string]any {
-	limits := mode != cgroups.None
+	limits := cgroups.Must(mode).Limits()
 	p := map[string]any{
 		"apiVersion":    "kubelet.config.k8s.io/v1beta1",
 		"kind":          "KubeletConfiguration",

@@ -29,14 +29,12 @@ func Run() error {
 	if err != nil {
 		return err
 	}
-	if n.Cgroup == cgroups.V1Delegated {
-		d, err := cgroups.LoadDelegation()
-		if err != nil {
-			return fmt.Errorf("loading the cgroup v1 delegation: %w", err)
-		}
-		if err := cgroups.MountV1InNamespace(d); err != nil {
-			return fmt.Errorf("mounting the delegated cgroup v1 hierarchies: %w", err)
-		}
+	cg, err := cgroups.For(n.Cgroup)
+	if err != nil {
+		return err
+	}
+	if err := cg.EnterNamespace(); err != nil {
+		return err
 	}
 	if err := Mounts(); err != nil {
 		return err

@@ -123,7 +123,11 @@ func Prepare(n *config.Node) error {
 	if err := release.Default().Check(context.Background()); err != nil {
 		return err
 	}
-	return cgroups.Prepare(n.Cgroup)
+	cg, err := cgroups.For(n.Cgroup)
+	if err != nil {
+		return err
+	}
+	return cg.Prepare()
 }
 
 // kubeadmPhase runs kubeadm init or join, linked into u7s, inside the namespace.

@@ -36,27 +36,13 @@ func Run() error {
 	if err != nil {
 		return err
 	}
-	evacuate := ""
-	switch n.Cgroup {
-	case cgroups.V1Delegated:
-		d, err := cgroups.LoadDelegation()
-		if err != nil {
-			return fmt.Errorf("loading the cgroup v1 delegation (made by root at init): %w", err)
-		}
-		if err := d.Join(os.Getpid()); err != nil {
-			return fmt.Errorf("joining the delegated cgroups: %w", err)
-		}
-	case cgroups.V2Delegated:
-		// init chose v2 delegation from the unit's Delegate=yes: refuse a start where it is
-		// not there, rather than a node whose pod limits are silently off.
-		layout, err := cgroups.Detect()
-		if err != nil {
-			return err
-		}
-		if _, err := cgroups.DetectV2Delegation(layout, os.Getuid()); err != nil {
-			return fmt.Errorf("the node was set up for cgroup v2 delegation, but: %w", err)
-		}
-		evacuate = "u7s-supervisor"
+	cg, err := cgroups.For(n.Cgroup)
+	if err != nil {
+		return err
+	}
+	evacuate, err := cg.EnterSupervisor(os.Getuid())
+	if err != nil {
+		return err
 	}
 	nsnet := host.DefaultNamespaceNetwork
 	if n.NamespaceNetwork != "" {
