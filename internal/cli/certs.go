@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,43 +28,26 @@ func newCertsCommand() *cobra.Command {
 			return kubeadmInNode("certs", "check-expiration")
 		},
 	})
-	c.AddCommand(&cobra.Command{
+	renew := &cobra.Command{
 		Use:   "renew all|NAME",
 		Short: "Renew certificates (kubeadm certs renew), then restart the node so that every component uses them",
 		Long: `Runs kubeadm certs renew inside the node (NAME as kubeadm names them: apiserver, admin.conf,
 etcd-server, ...; all renews every one, admin.conf included), then restarts the node: the
 static pods read their certificates only when they start.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			n, err := controlPlaneNode("u7s certs renew")
-			if err != nil {
-				return err
-			}
-			if node.SupervisorPID() == 0 {
-				return errors.New("the node is not running: u7s start first (kubeadm renews from the cluster's configuration)")
-			}
-			if err := kubeadmInNode("certs", "renew", args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintln(c.OutOrStdout(), "[u7s] restarting the node so that the control plane uses the renewed certificates")
-			return phases.Restart(c.Context(), n, c.OutOrStdout())
-		},
-	})
+	}
+	bindPhases(renew, phases.CertsRenew(), func(cmd *cobra.Command, args []string) (*phases.CertsRenewData, error) {
+		if len(args) == 0 {
+			return nil, errors.New("give all or a certificate's name (kubeadm's: apiserver, admin.conf, ...)")
+		}
+		return phases.NewCertsRenewData(cmd.Context(), args[0], cmd.OutOrStdout())
+	}, nil)
+	c.AddCommand(renew)
 	return c
 }
 
 // kubeadmInNode runs the linked kubeadm inside the node's namespace as its root.
-func kubeadmInNode(args ...string) error {
-	o, err := node.LookupOwner()
-	if err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		exe = paths.Binary
-	}
-	return node.Run(o, nil, os.Stdout, os.Stderr, append([]string{exe, "kubeadm"}, args...)...)
-}
+func kubeadmInNode(args ...string) error { return node.Kubeadm(args...) }
 
 // certWarnings is what u7s status says about certificates that expire within 30 days.
 func certWarnings(now time.Time) []string {

@@ -116,12 +116,17 @@ node, restores into a new data directory with a new cluster identity (etcd's own
 the revision bumped so that every watcher relists), keeps the old directory beside it and
 starts the node. Other control planes then run u7s reset and u7s join --control-plane.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			ro.File = args[0]
-			return phases.RestoreEtcd(c.Context(), ro, c.InOrStdin(), c.OutOrStdout())
-		},
 	}
 	restore.Flags().BoolVar(&ro.Yes, "yes", false, "do not ask")
+	bindPhases(restore, phases.Restore(), func(cmd *cobra.Command, args []string) (*phases.RestoreData, error) {
+		if len(args) > 0 {
+			ro.File = args[0]
+		}
+		if ro.File == "" {
+			return nil, errors.New("give the snapshot FILE")
+		}
+		return phases.NewRestoreData(cmd.Context(), ro, cmd.InOrStdin(), cmd.OutOrStdout())
+	}, nil)
 	c.AddCommand(save, list, restore)
 	return c
 }

@@ -16,28 +16,20 @@ func init() {
 	register(newResetCommand)
 }
 
-// bindFlow makes c run the phases on a kubeadm workflow runner: `c phase NAME` runs one,
-// --skip-phases leaves some out. A failure is handled by the flow's policy (phases.Failed).
+// bindFlow binds init's or join's phases to c (bindPhases), with their failure policy
+// (phases.Failed: keep the logs, undo unless --keep-on-failure).
 func bindFlow(c *cobra.Command, flow string, ps []workflow.Phase, o *phases.Options) {
-	r := workflow.NewRunner()
-	for _, p := range ps {
-		// Every phase run alone takes the flags of the whole command.
-		c.Flags().VisitAll(func(f *pflag.Flag) { p.InheritFlags = append(p.InheritFlags, f.Name) })
-		r.AppendPhase(p)
-	}
-	var data *phases.Data
-	r.SetDataInitializer(func(cmd *cobra.Command, args []string) (workflow.RunData, error) {
+	bindPhases(c, ps, func(cmd *cobra.Command, args []string) (*phases.Data, error) {
 		if len(args) > 0 {
 			o.Endpoint = args[0]
 		}
-		d, err := phases.NewData(cmd.Context(), flow, *o, cmd.OutOrStdout())
-		data = d
-		return d, err
+		return phases.NewData(cmd.Context(), flow, *o, cmd.OutOrStdout())
+	}, func(cmd *cobra.Command, d *phases.Data, made bool, err error) error {
+		if !made {
+			d = nil
+		}
+		return phases.Failed(cmd.Context(), flow, d, o.KeepOnFailure, cmd.OutOrStdout(), err)
 	})
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		return phases.Failed(cmd.Context(), flow, data, o.KeepOnFailure, cmd.OutOrStdout(), r.Run(args))
-	}
-	r.BindToCommand(c)
 }
 
 // nodeFlags are the flags init and join share.

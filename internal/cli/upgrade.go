@@ -5,12 +5,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/phases"
 	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/upgrade"
@@ -62,31 +62,20 @@ func bindUpgradeFlow(c *cobra.Command, flow string, ps []workflow.Phase) {
 	f.BoolVar(&o.NoSnapshot, "no-snapshot", false, "on a control plane, do not save an etcd snapshot before the upgrade")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 15*time.Minute, "how long to wait for the cluster-wide lock and the drain")
 	f.IntVarP(&o.Verbosity, "v", "v", 0, "kubeadm's log level (0-9)")
-	r := workflow.NewRunner()
-	for _, p := range ps {
-		f.VisitAll(func(fl *pflag.Flag) { p.InheritFlags = append(p.InheritFlags, fl.Name) })
-		r.AppendPhase(p)
-	}
-	var data *phases.UpgradeData
-	r.SetDataInitializer(func(cmd *cobra.Command, args []string) (workflow.RunData, error) {
+	bindPhases(c, ps, func(cmd *cobra.Command, args []string) (*phases.UpgradeData, error) {
 		if len(args) > 0 {
 			o.Version = args[0]
 		}
-		d, err := phases.NewUpgradeData(cmd.Context(), flow, *o, cmd.InOrStdin(), cmd.OutOrStdout())
-		data = d
-		return d, err
-	})
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		err := r.Run(args)
-		if err != nil && data != nil && data.Locked {
+		return phases.NewUpgradeData(cmd.Context(), flow, *o, cmd.InOrStdin(), cmd.OutOrStdout())
+	}, func(cmd *cobra.Command, d *phases.UpgradeData, made bool, err error) error {
+		if err != nil && made && d.Locked {
 			fmt.Fprintf(cmd.OutOrStdout(), "u7s %s failed; giving the maintenance lock back (the node is uncordoned once Ready). Fix the cause and run it again: it goes on from where it stopped.\n", flow)
-			if uerr := data.UndoUpgrade(); uerr != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "warning: giving the lock back: %v (kubectl uncordon, and remove the node's annotation u7s.io/maintenance-request)\n", uerr)
+			if uerr := d.UndoUpgrade(); uerr != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "warning: giving the lock back: %v (kubectl uncordon, and remove the node's annotation %s)\n", uerr, maintenance.RequestAnnotation)
 			}
 		}
 		return err
-	}
-	r.BindToCommand(c)
+	})
 }
 
 func newUpgradePlanCommand() *cobra.Command {

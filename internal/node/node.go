@@ -230,3 +230,17 @@ func lowerOOMScoreAdj(v int) (func(), error) {
 	}
 	return func() { _ = os.WriteFile(p, old, 0o644) }, nil
 }
+
+// Kubeadm runs the kubeadm linked into u7s inside the node's namespace, as its root, with this
+// process's standard output and error.
+func Kubeadm(args ...string) error {
+	o, err := LookupOwner()
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		exe = paths.Binary
+	}
+	return Run(o, nil, os.Stdout, os.Stderr, append([]string{exe, "kubeadm"}, args...)...)
+}

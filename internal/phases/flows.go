@@ -52,3 +52,22 @@ func Reset() []workflow.Phase {
 		cleanupPhase(),
 	}
 }
+
+// Restore puts a control plane's etcd back to a snapshot (u7s etcd snapshot restore): other
+// control planes leave before (u7s reset) and join again after (u7s join --control-plane); their
+// members belong to the old cluster, their Nodes in the snapshot are removed. Interrupted, it
+// goes on with --skip-phases (the phases done).
+func Restore() []workflow.Phase {
+	return []workflow.Phase{
+		restoreCheckPhase(),
+		restoreStopPhase(),
+		restoreDataPhase(),
+		restoreStartPhase(),
+		restoreForgetPhase(),
+	}
+}
+
+// CertsRenew renews a control plane's certificates and restarts it (u7s certs renew).
+func CertsRenew() []workflow.Phase {
+	return []workflow.Phase{certsRenewPhase(), certsRestartPhase()}
+}

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kube"
@@ -27,84 +29,139 @@ type RestoreOptions struct {
 	Yes  bool // no question asked
 }
 
-// RestoreEtcd puts a control plane's etcd back to a snapshot: it checks the file before it
-// stops anything, asks, stops the node, restores into a new data directory with a new cluster
-// identity (this member alone), keeps the old one beside it, and starts the node again. Other
-// control planes leave before (u7s reset) and join again after (u7s join --control-plane):
-// their members belong to the old cluster; their Nodes in the snapshot are removed.
-func RestoreEtcd(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) error {
+// RestoreData is the run of u7s etcd snapshot restore: the flow Restore's phases share.
+type RestoreData struct {
+	Ctx context.Context
+	O   RestoreOptions
+	In  io.Reader
+	Out io.Writer
+
+	node  *config.Node
+	owner node.Owner
+}
+
+// NewRestoreData loads the control plane to restore; it changes nothing.
+func NewRestoreData(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) (*RestoreData, error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
+		return nil, fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
 	}
 	n, err := config.Load()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n.Role != config.ControlPlane {
-		return fmt.Errorf("this node is a %s: restore on a control plane", n.Role)
-	}
-	step := func(f string, a ...any) { fmt.Fprintf(out, "[u7s] "+f+"\n", a...) }
-	step("checking %s", o.File)
-	info, err := etcdbackup.Check(o.File)
-	if err != nil {
-		return fmt.Errorf("%w; nothing was changed", err)
-	}
-	fmt.Fprintf(out, "    revision %d, %d keys, %d bytes, written %s\n", info.Revision, info.Keys, info.Size, info.Time.Format(time.RFC3339))
-	if !o.Yes {
-		fmt.Fprintf(out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost.\n"+
-			"Every other control plane must leave first (u7s reset there) and join again after. Type yes to go on: ", n.NodeName)
-		answer, _ := bufio.NewReader(in).ReadString('\n')
-		if strings.TrimSpace(answer) != "yes" {
-			return fmt.Errorf("not confirmed; nothing was changed")
-		}
+		return nil, fmt.Errorf("this node is a %s: restore on a control plane", n.Role)
 	}
 	owner, err := node.LookupOwner()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data := etcdbackup.DataDir()
-	stamp := time.Now().UTC().Format("20060102T150405Z")
-	fresh, old := data+".restore-"+stamp, data+".before-restore-"+stamp
+	return &RestoreData{Ctx: ctx, O: o, In: in, Out: out, node: n, owner: owner}, nil
+}
 
-	step("stopping the node")
-	if err := node.StopNode(ctx, n.Service); err != nil {
-		return fmt.Errorf("stopping the node: %w", err)
-	}
-	restart := func() error {
-		step("starting the node")
-		return startAndWait(ctx, n, owner, out)
-	}
-	step("restoring into a new data directory, a new cluster of member %s alone", n.NodeName)
-	err = etcdbackup.Restore(o.File, fresh, etcdbackup.Member{Name: n.NodeName, PeerURL: fmt.Sprintf("https://%s:2380", n.AdvertiseAddress)})
-	if err == nil {
-		err = chownTree(fresh, owner.UID, owner.GID)
-	}
-	if err == nil {
-		err = os.Chmod(fresh, 0o700)
-	}
-	if err != nil {
-		os.RemoveAll(fresh)
-		if rerr := restart(); rerr != nil {
-			return fmt.Errorf("restoring: %w; starting the node again with its old data: %v", err, rerr)
+func (d *RestoreData) step(f string, a ...any) { fmt.Fprintf(d.Out, "[u7s] "+f+"\n", a...) }
+
+// restorePhase is a phase of the Restore flow.
+func restorePhase(name, short string, run func(*RestoreData) error) workflow.Phase {
+	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
+		d, ok := c.(*RestoreData)
+		if !ok {
+			return fmt.Errorf("phase %s: run data is %T, not *RestoreData", name, c)
 		}
-		return fmt.Errorf("restoring: %w; the node runs on its old data", err)
-	}
-	if err := os.Rename(data, old); err != nil {
-		os.RemoveAll(fresh)
-		return fmt.Errorf("moving the old data directory aside: %w (run u7s start)", err)
-	}
-	if err := os.Rename(fresh, data); err != nil {
-		return fmt.Errorf("moving the restored data directory into place: %w (the old one is %s)", err, old)
-	}
-	fmt.Fprintf(out, "    the old data directory is kept as %s\n", old)
-	if err := restart(); err != nil {
-		return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is %s)", err, old)
-	}
-	if err := forgetOtherControlPlanes(ctx, n, step); err != nil {
-		return err
-	}
-	step("restored: etcd is at revision %d of the snapshot (bumped); every other control plane joins again: u7s join --control-plane (after u7s reset there)", info.Revision)
-	return nil
+		return run(d)
+	}}
+}
+
+// restoreCheckPhase checks the file before anything stops (a corrupt or foreign file changes
+// nothing) and asks unless --yes.
+func restoreCheckPhase() workflow.Phase {
+	return restorePhase("check", "Check the snapshot (etcd's hash and its database) and ask; change nothing", func(d *RestoreData) error {
+		d.step("checking %s", d.O.File)
+		info, err := etcdbackup.Check(d.O.File)
+		if err != nil {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+		fmt.Fprintf(d.Out, "    revision %d, %d keys, %d bytes, written %s\n", info.Revision, info.Keys, info.Size, info.Time.Format(time.RFC3339))
+		if d.O.Yes {
+			return nil
+		}
+		fmt.Fprintf(d.Out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost.\n"+
+			"Every other control plane must leave first (u7s reset there) and join again after. Type yes to go on: ", d.node.NodeName)
+		answer, _ := bufio.NewReader(d.In).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			return fmt.Errorf("not confirmed; nothing was changed")
+		}
+		return nil
+	})
+}
+
+func restoreStopPhase() workflow.Phase {
+	return restorePhase("stop", "Stop the node", func(d *RestoreData) error {
+		d.step("stopping the node")
+		if err := node.StopNode(d.Ctx, d.node.Service); err != nil {
+			return fmt.Errorf("stopping the node: %w", err)
+		}
+		return nil
+	})
+}
+
+// restoreDataPhase restores into a new data directory and swaps it in, keeping the old one
+// beside it. A restore that fails starts the node again on its old data.
+func restoreDataPhase() workflow.Phase {
+	return restorePhase("restore", "Restore into a new data directory (a new cluster of this member alone); keep the old one beside it", func(d *RestoreData) error {
+		if node.SupervisorPID() != 0 {
+			return fmt.Errorf("the node runs: its etcd must be stopped first (the phase stop, or u7s stop)")
+		}
+		n := d.node
+		data := etcdbackup.DataDir()
+		stamp := time.Now().UTC().Format("20060102T150405Z")
+		fresh, old := data+".restore-"+stamp, data+".before-restore-"+stamp
+		d.step("restoring into a new data directory, a new cluster of member %s alone", n.NodeName)
+		err := etcdbackup.Restore(d.O.File, fresh, etcdbackup.Member{Name: n.NodeName, PeerURL: fmt.Sprintf("https://%s:%d", n.AdvertiseAddress, kubeadmconstants.EtcdListenPeerPort)})
+		if err == nil {
+			err = chownTree(fresh, d.owner.UID, d.owner.GID)
+		}
+		if err == nil {
+			err = os.Chmod(fresh, 0o700)
+		}
+		if err != nil {
+			os.RemoveAll(fresh)
+			d.step("starting the node again on its old data")
+			if rerr := startAndWait(d.Ctx, n, d.owner, d.Out); rerr != nil {
+				return fmt.Errorf("restoring: %w; starting the node again with its old data: %v", err, rerr)
+			}
+			return fmt.Errorf("restoring: %w; the node runs on its old data", err)
+		}
+		if err := os.Rename(data, old); err != nil {
+			os.RemoveAll(fresh)
+			return fmt.Errorf("moving the old data directory aside: %w (run u7s start)", err)
+		}
+		if err := os.Rename(fresh, data); err != nil {
+			return fmt.Errorf("moving the restored data directory into place: %w (the old one is %s)", err, old)
+		}
+		fmt.Fprintf(d.Out, "    the old data directory is kept as %s\n", old)
+		return nil
+	})
+}
+
+func restoreStartPhase() workflow.Phase {
+	return restorePhase("start", "Start the node on the restored data and wait until it is Ready", func(d *RestoreData) error {
+		d.step("starting the node")
+		if err := startAndWait(d.Ctx, d.node, d.owner, d.Out); err != nil {
+			return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is kept beside %s)", err, etcdbackup.DataDir())
+		}
+		return nil
+	})
+}
+
+func restoreForgetPhase() workflow.Phase {
+	return restorePhase("forget", "Remove the other control planes' Nodes of the snapshot: they join again", func(d *RestoreData) error {
+		if err := forgetOtherControlPlanes(d.Ctx, d.node, d.step); err != nil {
+			return err
+		}
+		d.step("restored; every other control plane joins again: u7s join --control-plane (after u7s reset there)")
+		return nil
+	})
 }
 
 // forgetOtherControlPlanes deletes the Node objects of the other control planes that the

@@ -57,11 +57,23 @@ spec:
 			t.Errorf("restore without --yes and no answer: want 'not confirmed', got %v:\n%s", err, out)
 		}
 
+		// A flow of phases: interrupted after the restore, it goes on with --skip-phases.
+		if out := must(t, u7s, "etcd", "snapshot", "restore", "phase", "--help"); !strings.Contains(out, "forget") {
+			t.Errorf("u7s etcd snapshot restore phase --help lists no phase forget:\n%s", out)
+		}
 		start = time.Now()
-		out, err = run(t, u7s, "etcd", "snapshot", "restore", snap, "--yes")
-		t.Logf("u7s etcd snapshot restore:\n%s", tail(out, 15))
+		out, err = run(t, u7s, "etcd", "snapshot", "restore", snap, "--yes", "--skip-phases", "start,forget")
+		t.Logf("u7s etcd snapshot restore, up to its phase restore:\n%s", tail(out, 15))
 		if err != nil {
 			t.Fatalf("restore: %v", err)
+		}
+		if st, _ := run(t, u7s, "status"); !strings.Contains(st, "not running") {
+			t.Errorf("after the phases check, stop and restore the node runs:\n%s", st)
+		}
+		out, err = run(t, u7s, "etcd", "snapshot", "restore", snap, "--yes", "--skip-phases", "check,stop,restore")
+		t.Logf("u7s etcd snapshot restore, its phases start and forget:\n%s", tail(out, 15))
+		if err != nil {
+			t.Fatalf("restore, the phases left: %v", err)
 		}
 		t.Logf("FIGURE etcd snapshot restore to node Ready seconds %.1f", time.Since(start).Seconds())
 		kubectl(t, "get", "configmap", "before-snapshot")
@@ -108,10 +120,16 @@ func testCertRenewal(t *testing.T, nodeIP string) {
 		}
 		before := serial()
 		adminBefore, _ := os.ReadFile("/etc/kubernetes/admin.conf")
-		out, err := run(t, u7s, "certs", "renew", "all")
-		t.Logf("u7s certs renew all:\n%s", tail(out, 10))
+		// A flow of phases: interrupted before its restart, it goes on with --skip-phases.
+		out, err := run(t, u7s, "certs", "renew", "all", "--skip-phases", "restart")
+		t.Logf("u7s certs renew all --skip-phases restart:\n%s", tail(out, 10))
 		if err != nil {
 			t.Fatalf("renew: %v", err)
+		}
+		out, err = run(t, u7s, "certs", "renew", "all", "--skip-phases", "renew")
+		t.Logf("u7s certs renew all --skip-phases renew:\n%s", tail(out, 10))
+		if err != nil {
+			t.Fatalf("renew, the phase restart: %v", err)
 		}
 		if after := serial(); after == before {
 			t.Errorf("the API server serves the same certificate (serial %s) after renewal", after)

@@ -1,0 +1,70 @@
+package phases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/node"
+)
+
+// CertsRenewData is the run of u7s certs renew: the flow CertsRenew's phases share.
+type CertsRenewData struct {
+	Ctx context.Context
+	// What is kubeadm's name of the certificates to renew: all, apiserver, admin.conf, ...
+	What string
+	Out  io.Writer
+
+	node *config.Node
+}
+
+// NewCertsRenewData loads the control plane whose certificates are renewed; it changes nothing.
+func NewCertsRenewData(ctx context.Context, what string, out io.Writer) (*CertsRenewData, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("u7s certs renew must run as root on a control plane")
+	}
+	n, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	if n.Role != config.ControlPlane {
+		return nil, fmt.Errorf("this node is a %s: u7s certs renew runs on a control plane", n.Role)
+	}
+	return &CertsRenewData{Ctx: ctx, What: what, Out: out, node: n}, nil
+}
+
+func certsPhase(name, short string, run func(*CertsRenewData) error) workflow.Phase {
+	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
+		d, ok := c.(*CertsRenewData)
+		if !ok {
+			return fmt.Errorf("phase %s: run data is %T, not *CertsRenewData", name, c)
+		}
+		return run(d)
+	}}
+}
+
+// certsRenewPhase renews inside the running node: kubeadm renews from the cluster's
+// configuration, which it reads from the API server.
+func certsRenewPhase() workflow.Phase {
+	return certsPhase("renew", "Renew the certificates inside the node (kubeadm certs renew)", func(d *CertsRenewData) error {
+		if node.SupervisorPID() == 0 {
+			return errors.New("the node is not running: u7s start first (kubeadm renews from the cluster's configuration)")
+		}
+		fmt.Fprintf(d.Out, "[u7s] renewing %s (kubeadm certs renew, inside the node)\n", d.What)
+		return node.Kubeadm("certs", "renew", d.What)
+	})
+}
+
+// certsRestartPhase restarts the node: the static pods read their certificates only when they
+// start.
+func certsRestartPhase() workflow.Phase {
+	return certsPhase("restart", "Restart the node so that every component uses the renewed certificates", func(d *CertsRenewData) error {
+		fmt.Fprintln(d.Out, "[u7s] restarting the node so that the control plane uses the renewed certificates")
+		return Restart(d.Ctx, d.node, d.Out)
+	})
+}
