@@ -18,6 +18,8 @@ func TestFlowsHavePhases(t *testing.T) {
 		{"join", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "network", "wait", "timers", "summary"}},
 		{"etcd snapshot restore", []string{"check", "stop", "restore", "start", "forget"}},
 		{"certs renew", []string{"renew", "restart"}},
+		{"upgrade apply", []string{"preflight", "snapshot", "drain", "kubeadm", "release", "restart", "uncordon"}},
+		{"upgrade node", []string{"preflight", "snapshot", "drain", "kubeadm", "release", "restart", "uncordon"}},
 	} {
 		c, _, err := root.Find(strings.Fields(tc.path))
 		if err != nil {

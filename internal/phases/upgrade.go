@@ -37,21 +37,32 @@ import (
 // (cordoned and drained by the coordinator), kubeadm's upgrade, the node's own release, a
 // restart, Ready at the new version, uncordoned and the lock given back.
 
-// UpgradeApply upgrades the control plane and this, its first, node.
+// UpgradeApply upgrades the control plane and this, its first, node: kubeadm upgrade apply.
 func UpgradeApply() []workflow.Phase {
 	return []workflow.Phase{
-		upgradePreflightPhase(),
+		upgradePreflightPhase(upgradeApplyChecks),
 		upgradeSnapshotPhase(),
 		upgradeDrainPhase(),
-		upgradeKubeadmPhase(),
+		upgradeKubeadmPhase("kubeadm upgrade apply (the control plane, then this node)", "upgrade", "apply", "--yes"),
 		upgradeReleasePhase(),
 		upgradeRestartPhase(),
-		upgradeUncordonPhase(),
+		upgradeUncordonPhase("Next: u7s upgrade node on every other control plane, then on every worker, one after the other."),
 	}
 }
 
-// UpgradeNode upgrades a further control plane or a worker after UpgradeApply.
-func UpgradeNode() []workflow.Phase { return UpgradeApply() }
+// UpgradeNode upgrades a further control plane or a worker after UpgradeApply: kubeadm upgrade
+// node.
+func UpgradeNode() []workflow.Phase {
+	return []workflow.Phase{
+		upgradePreflightPhase(upgradeNodeChecks),
+		upgradeSnapshotPhase(),
+		upgradeDrainPhase(),
+		upgradeKubeadmPhase("kubeadm upgrade node (this node's control-plane part and kubelet settings)", "upgrade", "node"),
+		upgradeReleasePhase(),
+		upgradeRestartPhase(),
+		upgradeUncordonPhase(""),
+	}
+}
 
 // Upgrade flow names.
 const (
@@ -127,9 +138,25 @@ func upgradePhase(name, short string, run func(*UpgradeData) error) workflow.Pha
 	}}
 }
 
-func upgradePreflightPhase() workflow.Phase {
+// upgradeChecks are the skew rules of one upgrade flow: which node may run it, to which version.
+type upgradeChecks func(d *UpgradeData) error
+
+// upgradeApplyChecks: apply runs on a control plane, the first to move.
+func upgradeApplyChecks(d *UpgradeData) error {
+	if d.node.Role != config.ControlPlane {
+		return fmt.Errorf("node %s is a worker: u7s upgrade apply runs on a control plane; on a worker, after it, run u7s upgrade node", d.node.NodeName)
+	}
+	return upgrade.CheckApply(d.cluster, d.node.NodeName, d.apiServer(), d.O.Version)
+}
+
+// upgradeNodeChecks: node runs on every other node, after apply.
+func upgradeNodeChecks(d *UpgradeData) error {
+	return upgrade.CheckNode(d.cluster, d.node.NodeName, d.apiServer(), d.O.Version)
+}
+
+func upgradePreflightPhase(checks upgradeChecks) workflow.Phase {
 	return upgradePhase("preflight", "Check the versions against the skew rules, the node, and the target's images, changing nothing", func(d *UpgradeData) error {
-		return d.preflight()
+		return d.preflight(checks)
 	})
 }
 
@@ -164,11 +191,8 @@ func (d *UpgradeData) load() error {
 	return nil
 }
 
-func (d *UpgradeData) preflight() error {
+func (d *UpgradeData) preflight(checks upgradeChecks) error {
 	n, target := d.node, d.O.Version
-	if d.Flow == FlowUpgradeApply && n.Role != config.ControlPlane {
-		return fmt.Errorf("node %s is a worker: u7s upgrade apply runs on a control plane; on a worker, after it, run u7s upgrade node", n.NodeName)
-	}
 	if node.SupervisorPID() == 0 {
 		return errors.New("the node is not running: u7s start first (the upgrade drains it and asks the cluster)")
 	}
@@ -179,11 +203,7 @@ func (d *UpgradeData) preflight() error {
 	}
 	fmt.Fprint(d.Out, d.cluster.Summary())
 	fmt.Fprintf(d.Out, "    this node's release: %s; this u7s carries %s\n", release.Show(d.from), release.Carried())
-	if d.Flow == FlowUpgradeApply {
-		err = upgrade.CheckApply(d.cluster, n.NodeName, d.apiServer(), target)
-	} else {
-		err = upgrade.CheckNode(d.cluster, n.NodeName, d.apiServer(), target)
-	}
+	err = checks(d)
 	if errors.Is(err, upgrade.ErrUpToDate) && d.from == target {
 		d.step("node %s runs %s already: nothing to do", n.NodeName, target)
 		d.done = true
@@ -272,8 +292,10 @@ func upgradeDrainPhase() workflow.Phase {
 	})
 }
 
-func upgradeKubeadmPhase() workflow.Phase {
-	return upgradePhase("kubeadm", "Run kubeadm upgrade apply (first control plane) or kubeadm upgrade node inside the namespace", func(d *UpgradeData) error {
+// upgradeKubeadmPhase runs kubeadm with verb (upgrade apply or upgrade node, then extra) inside
+// the namespace.
+func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
+	return upgradePhase("kubeadm", "Run "+what+" inside the namespace", func(d *UpgradeData) error {
 		o, err := node.LookupOwner()
 		if err != nil {
 			return err
@@ -289,10 +311,8 @@ func upgradeKubeadmPhase() workflow.Phase {
 		if err := fsutil.WriteFileAtomic(file, doc, 0o644); err != nil {
 			return err
 		}
-		args := []string{"kubeadm", "upgrade", "node", "--config", file}
-		if d.Flow == FlowUpgradeApply {
-			args = []string{"kubeadm", "upgrade", "apply", "--config", file, "--yes"}
-		}
+		args := append([]string{"kubeadm"}, verb[:2]...)
+		args = append(append(args, "--config", file), verb[2:]...)
 		if d.O.Verbosity > 0 {
 			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
 		}
@@ -364,7 +384,8 @@ func waitKubelet(ctx context.Context, cs kubernetes.Interface, name, v string) e
 	return nil
 }
 
-func upgradeUncordonPhase() workflow.Phase {
+// upgradeUncordonPhase ends with next, what the admin does after this node ("": nothing).
+func upgradeUncordonPhase(next string) workflow.Phase {
 	return upgradePhase("uncordon", "Give the lock back: the coordinator uncordons the node; keep the previous release, drop older ones", func(d *UpgradeData) error {
 		d.step("giving the maintenance lock back; the coordinator uncordons %s", d.node.NodeName)
 		if err := maintenance.Release(d.Ctx, d.cs, d.node.NodeName); err != nil {
@@ -380,8 +401,8 @@ func upgradeUncordonPhase() workflow.Phase {
 			fmt.Fprintf(d.Out, "    warning: removing old releases: %v\n", err)
 		}
 		fmt.Fprintf(d.Out, "\nNode %s runs Kubernetes %s.\n", d.node.NodeName, d.O.Version)
-		if d.Flow == FlowUpgradeApply {
-			fmt.Fprintf(d.Out, "Next: u7s upgrade node on every other control plane, then on every worker, one after the other.\n")
+		if next != "" {
+			fmt.Fprintln(d.Out, next)
 		}
 		return nil
 	})

@@ -196,6 +196,12 @@ func upgradeStep(t *testing.T, ip map[string]string, deb, from, to string, last 
 					cases = append(cases, struct{ host, cmd, want string }{"h6", "u7s upgrade apply " + other + " --yes", "this u7s carries Kubernetes " + to + ", not " + other})
 				}
 			}
+			// Each upgrade is a flow of its own, its phases listed and runnable alone.
+			for _, flow := range []string{"apply", "node"} {
+				if out := mustOnHost(t, "h6", "u7s upgrade "+flow+" phase --help"); !strings.Contains(out, "kubeadm") || !strings.Contains(out, "uncordon") {
+					t.Errorf("u7s upgrade %s phase --help lists no phases kubeadm and uncordon:\n%s", flow, out)
+				}
+			}
 			for _, c := range cases {
 				out, err := onHost(t, c.host, c.cmd)
 				if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "nothing was changed") && !strings.Contains(out, "worker") {
