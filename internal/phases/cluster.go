@@ -20,8 +20,14 @@ import (
 // networkPhase installs flannel (on the first control plane) and gives flannel this node's
 // public address: the host's, where the other nodes' VXLAN packets arrive (8472/udp is
 // forwarded into the namespace), not slirp4netns's 10.0.2.100 that every node has.
-func networkPhase() workflow.Phase {
-	return phase("network", "Install flannel (first control plane) and publish this node's address to it", true, func(d *Data) error {
+// networkPhase publishes this node's address to flannel, and with install (init: the first
+// control plane) installs flannel.
+func networkPhase(install bool) workflow.Phase {
+	short := "Publish this node's address to flannel"
+	if install {
+		short = "Install flannel and publish this node's address to it"
+	}
+	return phase("network", short, true, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -42,7 +48,7 @@ func networkPhase() workflow.Phase {
 		if err := flannel.SetNodePublicIP(ctx, cs, n.NodeName, ip); err != nil {
 			return fmt.Errorf("annotating node %s with its public address: %w", n.NodeName, err)
 		}
-		if d.Flow != FlowInit {
+		if !install {
 			return nil
 		}
 		d.step("installing flannel (%s)", n.FlannelImage)
@@ -88,8 +94,13 @@ func waitPhase() workflow.Phase {
 }
 
 // summaryPhase says what was made and how to go on.
-func summaryPhase() workflow.Phase {
-	return phase("summary", "Print how to use the node, and on init the u7s join commands", true, func(d *Data) error {
+// summaryPhase says how to use the node, and with printJoin (init) how others join.
+func summaryPhase(printJoin bool) workflow.Phase {
+	short := "Print how to use the node"
+	if printJoin {
+		short = "Print how to use the node and the u7s join commands"
+	}
+	return phase("summary", short, true, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -101,7 +112,7 @@ func summaryPhase() workflow.Phase {
 		if n.Role == config.ControlPlane {
 			fmt.Fprintf(d.Out, "Use the cluster from this host as root:\n  export KUBECONFIG=%s\n  kubectl get nodes\n", paths.AdminKubeconfig)
 		}
-		if d.Flow != FlowInit {
+		if !printJoin {
 			return nil
 		}
 		hash, err := kubeadm.CACertHash()

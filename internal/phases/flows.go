@@ -15,10 +15,10 @@ func Init() []workflow.Phase {
 		startPhase(),
 		kubeadmPhase(FlowInit),
 		uploadCertsPhase(),
-		networkPhase(),
+		networkPhase(true),
 		waitPhase(),
 		timersPhase(),
-		summaryPhase(),
+		summaryPhase(true),
 	}
 }
 
@@ -32,10 +32,10 @@ func Join() []workflow.Phase {
 		releasePhase(),
 		startPhase(),
 		kubeadmPhase(FlowJoin),
-		networkPhase(),
+		networkPhase(false),
 		waitPhase(),
 		timersPhase(),
-		summaryPhase(),
+		summaryPhase(false),
 	}
 }
 
