@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -9,7 +10,13 @@ import (
 )
 
 func main() {
-	if err := cli.Main(os.Args); err != nil {
+	err := cli.Main(os.Args)
+	var code cli.ExitCode
+	switch {
+	case err == nil:
+	case errors.As(err, &code):
+		os.Exit(int(code))
+	default:
 		fmt.Fprintln(os.Stderr, "u7s: error:", err)
 		os.Exit(1)
 	}

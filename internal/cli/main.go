@@ -2,6 +2,7 @@ package cli
 
 import (
 	"path/filepath"
+	"strconv"
 )
 
 // argv0Handlers run u7s under another name: the CNI plugin "flannel" is u7s behind a symlink.
@@ -21,6 +22,12 @@ func Main(args []string) error {
 	root.SetArgs(args[1:])
 	return root.Execute()
 }
+
+// ExitCode is the error of a command that ran another program to its end (u7s enter): u7s
+// exits with that program's status and says nothing more.
+type ExitCode int
+
+func (e ExitCode) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
 // earlyHooks run before cobra parses flags; a hook that reports handled ends the program.
 // The rootlesskit child, a re-exec of the supervisor, is recognised this way.

@@ -182,7 +182,7 @@ func newEnterCommand() *cobra.Command {
 			}
 			err = node.Run(o, os.Stdin, os.Stdout, os.Stderr, args...)
 			if ee, ok := err.(interface{ ExitCode() int }); ok && ee.ExitCode() > 0 {
-				os.Exit(ee.ExitCode())
+				return ExitCode(ee.ExitCode())
 			}
 			return err
 		},
