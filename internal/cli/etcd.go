@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +11,6 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kubeadm"
-	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/phases"
 )
 
@@ -55,28 +53,19 @@ func newEtcdSnapshotCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var file string
+			ep := etcdbackup.MemberAt(n.AdvertiseAddress)
 			switch {
 			case scheduled && len(args) == 0:
-				file = filepath.Join(etcdbackup.Dir, etcdbackup.ScheduledName(time.Now()))
-			case !scheduled && len(args) == 1:
-				file = args[0]
-			default:
+				return etcdbackup.SaveScheduled(c.Context(), ep, keep, time.Now(), c.OutOrStdout())
+			case scheduled || len(args) != 1:
 				return errors.New("give FILE or --scheduled")
 			}
 			start := time.Now()
-			info, err := etcdbackup.Save(c.Context(), etcdbackup.Endpoint{Address: fmt.Sprintf("%s:2379", n.AdvertiseAddress), PKIDir: paths.KubernetesDir + "/pki"}, file)
+			info, err := etcdbackup.Save(c.Context(), ep, args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "saved %s: revision %d, %d keys, %d bytes, %.1fs\n", info.Path, info.Revision, info.Keys, info.Size, time.Since(start).Seconds())
-			if scheduled {
-				removed, err := etcdbackup.Prune(etcdbackup.Dir, keep)
-				for _, r := range removed {
-					fmt.Fprintf(c.OutOrStdout(), "removed %s (keeping the newest %d)\n", r, keep)
-				}
-				return err
-			}
 			return nil
 		},
 	}

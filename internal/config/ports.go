@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
+)
 
 // NodePort is a port a node publishes on its host (forwarded into the namespace).
 type NodePort struct {
@@ -14,15 +18,15 @@ type NodePort struct {
 }
 
 // DefaultAPIServerPort is the API server's port unless --apiserver-bind-port says otherwise.
-const DefaultAPIServerPort = 6443
+const DefaultAPIServerPort = kubeadmconstants.KubeAPIServerPort
 
 // Ports is the one list of the ports of each role (podsec-k8s's: control plane 6443, 2379,
 // 2380, 10250, 10256/tcp, 8472/udp; worker 10250, 10256/tcp, 8472/udp).
 var Ports = []NodePort{
 	{Proto: "tcp", Port: DefaultAPIServerPort, What: "kube-apiserver", ControlPlane: true, APIServer: true},
-	{Proto: "tcp", Port: 2379, What: "etcd clients", ControlPlane: true},
-	{Proto: "tcp", Port: 2380, What: "etcd peers", ControlPlane: true},
-	{Proto: "tcp", Port: 10250, What: "kubelet"},
+	{Proto: "tcp", Port: kubeadmconstants.EtcdListenClientPort, What: "etcd clients", ControlPlane: true},
+	{Proto: "tcp", Port: kubeadmconstants.EtcdListenPeerPort, What: "etcd peers", ControlPlane: true},
+	{Proto: "tcp", Port: kubeadmconstants.KubeletPort, What: "kubelet"},
 	{Proto: "tcp", Port: 10256, What: "kube-proxy health"},
 	{Proto: "udp", Port: 8472, What: "flannel VXLAN"},
 }

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,8 @@ import (
 	"go.etcd.io/etcd/client/v3/snapshot"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 
 	"github.com/u7s/u7s/internal/paths"
 )
@@ -44,6 +48,26 @@ type Info struct {
 type Endpoint struct {
 	Address string // host:port, e.g. 192.0.2.2:2379
 	PKIDir  string // /etc/kubernetes/pki
+}
+
+// MemberAt is the endpoint of the member of the control plane at the host address advertise.
+func MemberAt(advertise string) Endpoint {
+	return Endpoint{Address: net.JoinHostPort(advertise, strconv.Itoa(kubeadmconstants.EtcdListenClientPort)), PKIDir: paths.PKIDir}
+}
+
+// SaveScheduled saves a snapshot named by the time into Dir (what the timer runs) and prunes
+// the scheduled ones beyond the newest keep; it says what it did on out.
+func SaveScheduled(ctx context.Context, ep Endpoint, keep int, now time.Time, out io.Writer) error {
+	info, err := Save(ctx, ep, filepath.Join(Dir, ScheduledName(now)))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "saved %s: revision %d, %d keys, %d bytes, %.1fs\n", info.Path, info.Revision, info.Keys, info.Size, time.Since(now).Seconds())
+	removed, err := Prune(Dir, keep)
+	for _, r := range removed {
+		fmt.Fprintf(out, "removed %s (keeping the newest %d)\n", r, keep)
+	}
+	return err
 }
 
 func (e Endpoint) config() (clientv3.Config, error) {

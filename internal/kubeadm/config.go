@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -99,17 +100,17 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 			ExtraArgs: []kubeadmv1.Arg{{Name: "flex-volume-plugin-dir", Value: kubelet.VolumePluginDir}},
 		},
 		Etcd: kubeadmv1.Etcd{Local: &kubeadmv1.LocalEtcd{
-			DataDir: "/var/lib/etcd",
+			DataDir: kubeadmv1.DefaultEtcdDataDir,
 			// The host's address is not local inside the namespace (see package node): etcd
 			// listens on every address so that both the port forwards (which dial 127.0.0.1)
 			// and local clients reach it.
 			ExtraArgs: []kubeadmv1.Arg{
-				{Name: "listen-client-urls", Value: "https://0.0.0.0:2379"},
-				{Name: "listen-peer-urls", Value: "https://0.0.0.0:2380"},
-				{Name: "listen-metrics-urls", Value: "http://127.0.0.1:2381"},
+				{Name: "listen-client-urls", Value: fmt.Sprintf("https://0.0.0.0:%d", kubeadmconstants.EtcdListenClientPort)},
+				{Name: "listen-peer-urls", Value: fmt.Sprintf("https://0.0.0.0:%d", kubeadmconstants.EtcdListenPeerPort)},
+				{Name: "listen-metrics-urls", Value: fmt.Sprintf("http://127.0.0.1:%d", kubeadmconstants.EtcdMetricsPort)},
 			},
 		}},
-		CertificatesDir: paths.KubernetesDir + "/pki",
+		CertificatesDir: paths.PKIDir,
 	}
 	controlplane.APIServer(&clusterCfg.APIServer)
 	controlplane.ControllerManager(&clusterCfg.ControllerManager)

@@ -154,7 +154,7 @@ func RemoveEtcdMember(n *config.Node) error {
 		return err
 	}
 	cfg := &kubeadmapi.InitConfiguration{}
-	cfg.CertificatesDir = paths.KubernetesDir + "/pki"
+	cfg.CertificatesDir = paths.PKIDir
 	cfg.LocalAPIEndpoint = kubeadmapi.APIEndpoint{AdvertiseAddress: n.AdvertiseAddress, BindPort: int32(n.APIServerPort)}
 	if err := etcdphase.RemoveStackedEtcdMemberFromCluster(client, cfg); err != nil {
 		return fmt.Errorf("removing the etcd member of %s: %w", n.AdvertiseAddress, err)
@@ -168,7 +168,7 @@ func UploadCerts(key string, out io.Writer) error {
 	cc := &kubeadmv1.ClusterConfiguration{
 		TypeMeta:          metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "ClusterConfiguration"},
 		KubernetesVersion: version.Pinned.Kubernetes,
-		CertificatesDir:   paths.KubernetesDir + "/pki",
+		CertificatesDir:   paths.PKIDir,
 	}
 	ic := &kubeadmv1.InitConfiguration{
 		TypeMeta:         metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "InitConfiguration"},

@@ -33,6 +33,8 @@ const (
 	// KubernetesDir is kubeadm's /etc/kubernetes; on the host it is owned by User so that
 	// the namespace's root (User on the host) can write it.
 	KubernetesDir = "/etc/kubernetes"
+	// PKIDir is kubeadm's certificates directory (its CertificatesDir).
+	PKIDir = KubernetesDir + "/pki"
 	// AdminKubeconfig is the cluster-admin kubeconfig usable by root on the host.
 	AdminKubeconfig = KubernetesDir + "/admin.conf"
 

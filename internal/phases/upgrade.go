@@ -269,7 +269,7 @@ func upgradeSnapshotPhase() workflow.Phase {
 		if err := os.MkdirAll(etcdbackup.Dir, 0o700); err != nil {
 			return err
 		}
-		info, err := etcdbackup.Save(d.Ctx, etcdbackup.Endpoint{Address: fmt.Sprintf("%s:2379", d.node.AdvertiseAddress), PKIDir: paths.KubernetesDir + "/pki"}, file)
+		info, err := etcdbackup.Save(d.Ctx, etcdbackup.MemberAt(d.node.AdvertiseAddress), file)
 		if err != nil {
 			return fmt.Errorf("saving an etcd snapshot (--no-snapshot to go on without): %w", err)
 		}
