@@ -32,19 +32,28 @@ import (
 
 // IgnoredPreflightErrors are kubeadm's own checks that cannot pass inside a user namespace or
 // that u7s has already made on the host before changing anything (ports, swap, cgroups,
-// kernel settings the namespace cannot read or write).
-var IgnoredPreflightErrors = []string{
-	"SystemVerification", // cgroup v1 is an error for kubeadm since 1.35; the kubelet runs with failCgroupV1: false
-	"Swap",               // the kubelet runs with failSwapOn: false
-	"FileContent--proc-sys-net-ipv4-ip_forward",
-	"FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",
-	"Service-Kubelet", // the u7s supervisor runs the kubelet, not systemd
-	"Port-10250",      // the host port is forwarded into the namespace by u7s
-	"Port-6443", "Port-2379", "Port-2380", "Port-10257", "Port-10259",
-	"FileExisting-crictl", // cri-o is reached by its socket; crictl is optional
-	"FileExisting-conntrack", "FileExisting-socat", "FileExisting-ebtables", "FileExisting-ethtool", "FileExisting-tc",
-	"KubeletVersion",
-	"Mem", "NumCPU",
+// kernel settings the namespace cannot read or write), for a node whose API server listens on
+// apiPort.
+func IgnoredPreflightErrors(apiPort int) []string {
+	ignored := []string{
+		"SystemVerification", // cgroup v1 is an error for kubeadm since 1.35; the kubelet runs with failCgroupV1: false
+		"Swap",               // the kubelet runs with failSwapOn: false
+		"FileContent--proc-sys-net-ipv4-ip_forward",
+		"FileContent--proc-sys-net-bridge-bridge-nf-call-iptables",
+		"Service-Kubelet",     // the u7s supervisor runs the kubelet, not systemd
+		"FileExisting-crictl", // cri-o is reached by its socket; crictl is optional
+		"FileExisting-conntrack", "FileExisting-socat", "FileExisting-ebtables", "FileExisting-ethtool", "FileExisting-tc",
+		"KubeletVersion",
+		"Mem", "NumCPU",
+	}
+	// The node's host ports are checked by u7s on the host (and forwarded into the namespace),
+	// and so are the controller-manager's and the scheduler's, which stay inside it.
+	for _, p := range config.PortsOf(config.ControlPlane, apiPort) {
+		if p.Proto == "tcp" {
+			ignored = append(ignored, fmt.Sprintf("Port-%d", p.Port))
+		}
+	}
+	return append(ignored, fmt.Sprintf("Port-%d", kubeadmconstants.KubeControllerManagerPort), fmt.Sprintf("Port-%d", kubeadmconstants.KubeSchedulerPort))
 }
 
 // InitOptions are the choices of `u7s init` that reach kubeadm.
@@ -126,7 +135,7 @@ func nodeRegistration(n *config.Node) kubeadmv1.NodeRegistrationOptions {
 			// The host's address, not slirp4netns's 10.0.2.100, which every node shares.
 			{Name: "node-ip", Value: n.AdvertiseAddress},
 		},
-		IgnorePreflightErrors: IgnoredPreflightErrors,
+		IgnorePreflightErrors: IgnoredPreflightErrors(n.APIServerPort),
 		// nil: kubeadm's control-plane taint on a control plane; empty: none (ordinary pods
 		// may run there, as on a single-node cluster).
 		Taints:          taints(n),
@@ -203,17 +212,17 @@ func dedupe(in []string) []string {
 // UpgradeDocument is the UpgradeConfiguration of kubeadm upgrade apply (to version) and
 // kubeadm upgrade node: the same preflight exceptions as init and join, and this node's
 // patches, which kubeadm would otherwise drop when it rewrites the kubelet's configuration.
-func UpgradeDocument(version string) ([]byte, error) {
+func UpgradeDocument(version string, apiPort int) ([]byte, error) {
 	patches := &kubeadmv1.Patches{Directory: PatchesDir}
 	return marshalDocuments(&kubeadmv1.UpgradeConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "UpgradeConfiguration"},
 		Apply: kubeadmv1.UpgradeApplyConfiguration{
 			KubernetesVersion:     version,
-			IgnorePreflightErrors: IgnoredPreflightErrors,
+			IgnorePreflightErrors: IgnoredPreflightErrors(apiPort),
 			Patches:               patches,
 		},
 		Node: kubeadmv1.UpgradeNodeConfiguration{
-			IgnorePreflightErrors: IgnoredPreflightErrors,
+			IgnorePreflightErrors: IgnoredPreflightErrors(apiPort),
 			Patches:               patches,
 		},
 	})

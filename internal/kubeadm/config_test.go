@@ -127,7 +127,7 @@ func TestScheduleWorkloadsTaints(t *testing.T) {
 // The upgrade configuration loads with kubeadm's own loader, and keeps the node's patches and
 // the preflight exceptions init and join have.
 func TestUpgradeDocument(t *testing.T) {
-	doc, err := UpgradeDocument("v1.35.8")
+	doc, err := UpgradeDocument("v1.35.8", 6443)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +146,19 @@ func TestUpgradeDocument(t *testing.T) {
 		if !slices.Contains(cfg.Node.IgnorePreflightErrors, strings.ToLower(want)) && !slices.Contains(cfg.Node.IgnorePreflightErrors, want) {
 			t.Errorf("node does not ignore %s: %v", want, cfg.Node.IgnorePreflightErrors)
 		}
+	}
+}
+
+// TestIgnoredPreflightPorts: kubeadm's port checks are left to u7s for the ports the node
+// really uses: the API server's moves with --apiserver-bind-port.
+func TestIgnoredPreflightPorts(t *testing.T) {
+	got := IgnoredPreflightErrors(7443)
+	for _, want := range []string{"Port-7443", "Port-2379", "Port-2380", "Port-10250", "Port-10257", "Port-10259"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s is not ignored: %v", want, got)
+		}
+	}
+	if slices.Contains(got, "Port-6443") {
+		t.Errorf("Port-6443 is ignored for an API server on 7443: %v", got)
 	}
 }

@@ -300,7 +300,7 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 		if err != nil {
 			return err
 		}
-		doc, err := kubeadm.UpgradeDocument(d.O.Version)
+		doc, err := kubeadm.UpgradeDocument(d.O.Version, d.node.APIServerPort)
 		if err != nil {
 			return err
 		}
