@@ -9,6 +9,7 @@ import (
 
 	"github.com/u7s/u7s/images"
 	"github.com/u7s/u7s/internal/imagebuild"
+	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/signing"
 )
 
@@ -34,7 +35,7 @@ func newImagesBuildCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Registry == "" {
-				o.Registry = os.Getenv("U7S_REGISTRY")
+				o.Registry = os.Getenv(registry.EnvVar)
 			}
 			if sign.key != "" && !o.Push {
 				return errors.New("--sign-key signs the images pushed: give --push too")

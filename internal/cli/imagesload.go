@@ -6,13 +6,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/u7s/u7s/internal/imagebuild"
+	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/signing"
 )
 
 func init() { registerImagesSubcommand(newImagesLoadCommand) }
 
 func newImagesLoadCommand() *cobra.Command {
-	registry := "registry.local/k8s-p10"
+	reg := registry.LocalDefault
 	var sign signFlags
 	c := &cobra.Command{
 		Use:   "load ARCHIVE [--registry REG] [--sign-key FILE]",
@@ -26,7 +27,7 @@ func newImagesLoadCommand() *cobra.Command {
 			}
 			ctx, cancel := imagesSignalContext(c.Context())
 			defer cancel()
-			pushed, err := imagebuild.Load(ctx, args[0], registry, c.OutOrStdout())
+			pushed, err := imagebuild.Load(ctx, args[0], reg, c.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -37,11 +38,11 @@ func newImagesLoadCommand() *cobra.Command {
 			if sign.key != "" {
 				signed = " and signed"
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%d images pushed to %s%s; check them with: U7S_REGISTRY=%s u7s images check\n", len(pushed), registry, signed, registry)
+			fmt.Fprintf(c.OutOrStdout(), "%d images pushed to %s%s; check them with: U7S_REGISTRY=%s u7s images check\n", len(pushed), reg, signed, reg)
 			return nil
 		},
 	}
-	c.Flags().StringVar(&registry, "registry", registry, "the registry prefix of the node images (test images go to its host)")
+	c.Flags().StringVar(&reg, "registry", reg, "the registry prefix of the node images (test images go to its host)")
 	sign.bind(c, "after the push, sign every image pushed with this sigstore private key (u7s images keygen; passphrase from $"+signing.PassphraseEnv+")")
 	return c
 }

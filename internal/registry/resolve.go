@@ -37,6 +37,9 @@ const (
 	PlatformCertified = "k8s-c10f1"
 	// PlatformP10 holds the images for every other distribution.
 	PlatformP10 = "k8s-p10"
+	// LocalDefault is the local registry's prefix of the node images on every other
+	// distribution: what make images fills and u7s images load fills by default.
+	LocalDefault = LocalRegistryHost + "/" + PlatformP10
 	// certifiedMarker in CPE_NAME of os-release selects PlatformCertified.
 	certifiedMarker = "spserver"
 
