@@ -17,11 +17,9 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 )
 
-// networkPhase installs flannel (on the first control plane) and gives flannel this node's
-// public address: the host's, where the other nodes' VXLAN packets arrive (8472/udp is
-// forwarded into the namespace), not slirp4netns's 10.0.2.100 that every node has.
-// networkPhase publishes this node's address to flannel, and with install (init: the first
-// control plane) installs flannel.
+// networkPhase gives flannel this node's public address: the host's, where the other nodes'
+// VXLAN packets arrive (8472/udp is forwarded into the namespace), not the namespace's own that
+// every node has; with install (init: the first control plane) it installs flannel.
 func networkPhase(install bool) workflow.Phase {
 	short := "Publish this node's address to flannel"
 	if install {
@@ -93,8 +91,8 @@ func waitPhase() workflow.Phase {
 	})
 }
 
-// summaryPhase says what was made and how to go on.
-// summaryPhase says how to use the node, and with printJoin (init) how others join.
+// summaryPhase says what was made and how to use the node, and with printJoin (init) how
+// others join.
 func summaryPhase(printJoin bool) workflow.Phase {
 	short := "Print how to use the node"
 	if printJoin {
