@@ -12,6 +12,7 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/nsinit"
@@ -232,7 +233,7 @@ func newStatusCommand() *cobra.Command {
 				ready = "ready since " + st.ModTime().Format(time.RFC3339)
 			}
 			fmt.Fprintf(out, "namespace:   pid %d, cri-o %s\n", child, ready)
-			fmt.Fprintf(out, "reboots:     %s\n", maintenanceStatus(n))
+			fmt.Fprintf(out, "reboots:     %s\n", maintenance.Status(n))
 			if n.Role == config.ControlPlane {
 				for _, w := range certWarnings(time.Now()) {
 					fmt.Fprintf(out, "warning:     %s\n", w)
