@@ -2,14 +2,10 @@ package cli
 
 import (
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/u7s/u7s/internal/certs"
 	"github.com/u7s/u7s/internal/node"
-	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/phases"
 )
 
@@ -48,16 +44,3 @@ static pods read their certificates only when they start.`,
 
 // kubeadmInNode runs the linked kubeadm inside the node's namespace as its root.
 func kubeadmInNode(args ...string) error { return node.Kubeadm(args...) }
-
-// certWarnings is what u7s status says about certificates that expire within 30 days.
-func certWarnings(now time.Time) []string {
-	cs, err := certs.Expiry(paths.KubernetesDir)
-	if err != nil {
-		return []string{fmt.Sprintf("cannot read the certificates: %v", err)}
-	}
-	var w []string
-	for _, c := range certs.Within(cs, now, 30*24*time.Hour) {
-		w = append(w, fmt.Sprintf("%s (%s) expires %s: u7s certs renew all", c.Path, c.Subject, c.NotAfter.Format(time.RFC3339)))
-	}
-	return w
-}

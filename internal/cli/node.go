@@ -12,13 +12,12 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
-	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/nsinit"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/phases"
-	"github.com/u7s/u7s/internal/release"
+	"github.com/u7s/u7s/internal/status"
 	"github.com/u7s/u7s/internal/supervisor"
 )
 
@@ -196,64 +195,7 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show whether the node runs, its role, addresses and cgroup mode",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			out := c.OutOrStdout()
-			n, err := config.Load()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "role:        %s (node %s)\n", n.Role, n.NodeName)
-			fmt.Fprintf(out, "address:     %s (API server port %d)\n", n.AdvertiseAddress, n.APIServerPort)
-			fmt.Fprintf(out, "registry:    %s\n", n.Registry)
-			fmt.Fprintf(out, "cgroups:     %s: %s\n", n.Cgroup, n.Cgroup.Description())
-			nsnet := n.NamespaceNetwork
-			if nsnet == "" {
-				nsnet = host.DefaultNamespaceNetwork.String()
-			}
-			fmt.Fprintf(out, "namespace:   network %s (slirp4netns; pods %s, Services %s)\n", nsnet, n.PodCIDR, n.ServiceCIDR)
-			fmt.Fprintf(out, "endpoint:    %s\n", n.Endpoint)
-			fmt.Fprintf(out, "release:     %s\n", releaseStatus())
-			if n.Service {
-				fmt.Fprintf(out, "runs as:     systemd unit u7s.service (systemctl status u7s)\n")
-			} else {
-				fmt.Fprintf(out, "runs as:     a detached supervisor (systemd is not PID 1; u7s start after a reboot)\n")
-			}
-			pid := node.SupervisorPID()
-			if pid == 0 {
-				fmt.Fprintf(out, "supervisor:  not running\n")
-				return fmt.Errorf("the node is not running")
-			}
-			fmt.Fprintf(out, "supervisor:  running (pid %d)\n", pid)
-			child, err := namespace.ChildPID(paths.RootlesskitStateDir)
-			if err != nil {
-				fmt.Fprintf(out, "namespace:   %v\n", err)
-				return fmt.Errorf("the node is not ready")
-			}
-			ready := "starting"
-			if st, err := os.Stat(paths.ReadyFile); err == nil {
-				ready = "ready since " + st.ModTime().Format(time.RFC3339)
-			}
-			fmt.Fprintf(out, "namespace:   pid %d, cri-o %s\n", child, ready)
-			fmt.Fprintf(out, "reboots:     %s\n", maintenance.Status(n))
-			if n.Role == config.ControlPlane {
-				for _, w := range certWarnings(time.Now()) {
-					fmt.Fprintf(out, "warning:     %s\n", w)
-				}
-			}
-			return nil
+			return status.Write(c.OutOrStdout(), time.Now())
 		},
 	}
-}
-
-// releaseStatus is the Kubernetes release the node runs, and whether this u7s carries another.
-func releaseStatus() string {
-	cur, err := release.Default().Current()
-	switch {
-	case err != nil:
-		return err.Error()
-	case cur == "":
-		return "none recorded (made by an older u7s)"
-	case cur != release.Carried():
-		return fmt.Sprintf("Kubernetes %s; this u7s carries %s: u7s upgrade plan", cur, release.Carried())
-	}
-	return "Kubernetes " + cur
 }
