@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,26 +42,8 @@ func (d *Data) preflight() error {
 		return err
 	}
 	d.detail("U7S_REGISTRY: %s", res.Value)
-	images := registry.Refs(res.Images())
-	d.step("checking that the registry has all %d images", len(images))
-	missing, err := registry.Check(d.Ctx, images)
-	if err != nil {
-		return fmt.Errorf("checking the images: %w", err)
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("the registry lacks %d image(s) the node needs; nothing was changed on this host:\n  %s\npush them (u7s images build --push) or choose another registry with U7S_REGISTRY",
-			len(missing), strings.Join(missing, "\n  "))
-	}
-	if d.O.ImageSigningKey != "" {
-		d.step("checking that every image is signed with %s", d.O.ImageSigningKey)
-		refused, err := signing.Verify(d.Ctx, images, d.O.ImageSigningKey)
-		if err != nil {
-			return fmt.Errorf("checking the images' signatures: %w", err)
-		}
-		if len(refused) > 0 {
-			return fmt.Errorf("the node would refuse %d image(s) it needs; nothing was changed on this host:\n  %s\nsign them with that key's private half (u7s images sign --sign-key FILE REF..., or build and push with --sign-key) or give the key they are signed with",
-				len(refused), strings.Join(refused, "\n  "))
-		}
+	if err := checkImages(d.Ctx, registry.Refs(res.Images()), d.O.ImageSigningKey, "the node needs", "or choose another registry with "+registry.EnvVar, d.step); err != nil {
+		return err
 	}
 	if d.Flow == FlowJoin {
 		if err := d.discover(); err != nil {
@@ -72,6 +55,35 @@ func (d *Data) preflight() error {
 		APIServerPort: d.O.BindPort, Worker: d.role() == config.Worker, PodCIDR: d.pod, ServiceCIDR: d.svc,
 	}); err != nil {
 		return fmt.Errorf("the host is not ready; nothing was changed:\n%w", err)
+	}
+	return nil
+}
+
+// checkImages checks, before anything changes, that the registry has every image of refs (what
+// they are for: "the node needs", "of v1.36.3") and, with key, that each is signed with it, as
+// the node's policy will ask; orElse is the other way out the message names. The one image and
+// signature check of init, join and upgrade.
+func checkImages(ctx context.Context, refs []string, key, what, orElse string, step func(string, ...any)) error {
+	step("checking that the registry has all %d images %s", len(refs), what)
+	missing, err := registry.Check(ctx, refs)
+	if err != nil {
+		return fmt.Errorf("checking the images: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the registry lacks %d image(s) %s; nothing was changed on this host:\n  %s\npush them (u7s images load, or u7s images build --push) %s",
+			len(missing), what, strings.Join(missing, "\n  "), orElse)
+	}
+	if key == "" {
+		return nil
+	}
+	step("checking that every image is signed with %s", key)
+	refused, err := signing.Verify(ctx, refs, key)
+	if err != nil {
+		return fmt.Errorf("checking the images' signatures: %w", err)
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("the node would refuse %d image(s) %s, not signed with %s; nothing was changed on this host:\n  %s\nsign them with that key's private half (u7s images sign --sign-key FILE REF..., or build and push with --sign-key) or give the key they are signed with",
+			len(refused), what, key, strings.Join(refused, "\n  "))
 	}
 	return nil
 }

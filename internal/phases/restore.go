@@ -1,14 +1,12 @@
 package phases
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -81,16 +79,8 @@ func restoreCheckPhase() workflow.Phase {
 			return fmt.Errorf("%w; nothing was changed", err)
 		}
 		fmt.Fprintf(d.Out, "    revision %d, %d keys, %d bytes, written %s\n", info.Revision, info.Keys, info.Size, info.Time.Format(time.RFC3339))
-		if d.O.Yes {
-			return nil
-		}
-		fmt.Fprintf(d.Out, "This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost.\n"+
-			"Every other control plane must leave first (u7s reset there) and join again after. Type yes to go on: ", d.node.NodeName)
-		answer, _ := bufio.NewReader(d.In).ReadString('\n')
-		if strings.TrimSpace(answer) != "yes" {
-			return fmt.Errorf("not confirmed; nothing was changed")
-		}
-		return nil
+		return confirm(d.In, d.Out, d.O.Yes, fmt.Sprintf("This stops node %s and replaces the cluster's state with the snapshot's: everything written since is lost.\n"+
+			"Every other control plane must leave first (u7s reset there) and join again after.", d.node.NodeName))
 	})
 }
 

@@ -1,7 +1,6 @@
 package phases
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -28,7 +27,6 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/release"
-	"github.com/u7s/u7s/internal/signing"
 	"github.com/u7s/u7s/internal/upgrade"
 )
 
@@ -218,14 +216,7 @@ func (d *UpgradeData) preflight(checks upgradeChecks) error {
 	if err := d.checkImages(); err != nil {
 		return err
 	}
-	if !d.O.Yes {
-		fmt.Fprintf(d.Out, "This drains node %s, upgrades it to Kubernetes %s and restarts it. Type yes to go on: ", n.NodeName, target)
-		answer, _ := bufio.NewReader(d.In).ReadString('\n')
-		if strings.TrimSpace(answer) != "yes" {
-			return errors.New("not confirmed; nothing was changed")
-		}
-	}
-	return nil
+	return confirm(d.In, d.Out, d.O.Yes, fmt.Sprintf("This drains node %s, upgrades it to Kubernetes %s and restarts it.", n.NodeName, target))
 }
 
 // checkImages: the registry the node uses has the target's images, signed when the node
@@ -235,27 +226,7 @@ func (d *UpgradeData) checkImages() error {
 	if err != nil {
 		return err
 	}
-	refs := registry.Refs(res.Images())
-	d.step("checking that %s has the %d images of %s", d.node.Registry, len(refs), d.O.Version)
-	missing, err := registry.Check(d.Ctx, refs)
-	if err != nil {
-		return fmt.Errorf("checking the images: %w", err)
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("the registry lacks %d image(s) of %s; nothing was changed:\n  %s\npush them first (u7s images load, or u7s images build --push)",
-			len(missing), d.O.Version, strings.Join(missing, "\n  "))
-	}
-	if d.node.ImageSigningKey != "" {
-		refused, err := signing.Verify(d.Ctx, refs, d.node.ImageSigningKey)
-		if err != nil {
-			return fmt.Errorf("checking the images' signatures: %w", err)
-		}
-		if len(refused) > 0 {
-			return fmt.Errorf("the node would refuse %d image(s) of %s, not signed with %s; nothing was changed:\n  %s\nsign them (u7s images sign)",
-				len(refused), d.O.Version, d.node.ImageSigningKey, strings.Join(refused, "\n  "))
-		}
-	}
-	return nil
+	return checkImages(d.Ctx, registry.Refs(res.Images()), d.node.ImageSigningKey, "of "+d.O.Version, "first", d.step)
 }
 
 func upgradeSnapshotPhase() workflow.Phase {
