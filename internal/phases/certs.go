@@ -18,7 +18,7 @@ type CertsRenewData struct {
 	Ctx context.Context
 	// What is kubeadm's name of the certificates to renew: all, apiserver, admin.conf, ...
 	What string
-	Out  io.Writer
+	printer
 
 	node *config.Node
 }
@@ -35,7 +35,7 @@ func NewCertsRenewData(ctx context.Context, what string, out io.Writer) (*CertsR
 	if n.Role != config.ControlPlane {
 		return nil, fmt.Errorf("this node is a %s: u7s certs renew runs on a control plane", n.Role)
 	}
-	return &CertsRenewData{Ctx: ctx, What: what, Out: out, node: n}, nil
+	return &CertsRenewData{Ctx: ctx, What: what, printer: printer{out}, node: n}, nil
 }
 
 func certsPhase(name, short string, run func(*CertsRenewData) error) workflow.Phase {
@@ -55,7 +55,7 @@ func certsRenewPhase() workflow.Phase {
 		if node.SupervisorPID() == 0 {
 			return errors.New("the node is not running: u7s start first (kubeadm renews from the cluster's configuration)")
 		}
-		fmt.Fprintf(d.Out, "[u7s] renewing %s (kubeadm certs renew, inside the node)\n", d.What)
+		d.step("renewing %s (kubeadm certs renew, inside the node)", d.What)
 		return node.Kubeadm("certs", "renew", d.What)
 	})
 }
@@ -64,7 +64,7 @@ func certsRenewPhase() workflow.Phase {
 // start.
 func certsRestartPhase() workflow.Phase {
 	return certsPhase("restart", "Restart the node so that every component uses the renewed certificates", func(d *CertsRenewData) error {
-		fmt.Fprintln(d.Out, "[u7s] restarting the node so that the control plane uses the renewed certificates")
+		d.step("restarting the node so that the control plane uses the renewed certificates")
 		return Restart(d.Ctx, d.node, d.Out)
 	})
 }

@@ -65,8 +65,8 @@ const (
 
 // Data is what the phases of one run share.
 type Data struct {
-	Ctx  context.Context
-	Out  io.Writer
+	Ctx context.Context
+	printer
 	Flow string
 	O    Options
 
@@ -91,7 +91,7 @@ func NewData(ctx context.Context, flow string, o Options, out io.Writer) (*Data,
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("u7s %s must run as root: try sudo u7s %s", flow, flow)
 	}
-	return &Data{Ctx: ctx, Out: out, Flow: flow, O: o}, nil
+	return &Data{Ctx: ctx, printer: printer{out}, Flow: flow, O: o}, nil
 }
 
 // Node is the node's configuration: the one this run made, or the saved one (a phase run
@@ -119,14 +119,6 @@ func (d *Data) Owner() (node.Owner, error) {
 	}
 	d.owner = o
 	return o, nil
-}
-
-func (d *Data) step(format string, args ...any) {
-	fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...)
-}
-
-func (d *Data) detail(format string, args ...any) {
-	fmt.Fprintf(d.Out, "    "+format+"\n", args...)
 }
 
 // phase is a workflow phase whose Run takes the run's Data. A dry run skips the phases that

@@ -171,7 +171,7 @@ func killUserProcesses() int {
 // Undo is what a failed init or join runs: reset's phases. A control plane whose join failed
 // after kubeadm added its etcd member must leave, or the others' quorum counts a dead member.
 func Undo(ctx context.Context) error {
-	d := &Data{Ctx: ctx, Out: discard{}, Flow: FlowReset}
+	d := &Data{Ctx: ctx, printer: printer{discard{}}, Flow: FlowReset}
 	var errs []error
 	for _, p := range Reset() {
 		if err := p.Run(d); err != nil {

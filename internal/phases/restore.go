@@ -31,7 +31,7 @@ type RestoreData struct {
 	Ctx context.Context
 	O   RestoreOptions
 	In  io.Reader
-	Out io.Writer
+	printer
 
 	node  *config.Node
 	owner node.Owner
@@ -53,10 +53,8 @@ func NewRestoreData(ctx context.Context, o RestoreOptions, in io.Reader, out io.
 	if err != nil {
 		return nil, err
 	}
-	return &RestoreData{Ctx: ctx, O: o, In: in, Out: out, node: n, owner: owner}, nil
+	return &RestoreData{Ctx: ctx, O: o, In: in, printer: printer{out}, node: n, owner: owner}, nil
 }
-
-func (d *RestoreData) step(f string, a ...any) { fmt.Fprintf(d.Out, "[u7s] "+f+"\n", a...) }
 
 // restorePhase is a phase of the Restore flow.
 func restorePhase(name, short string, run func(*RestoreData) error) workflow.Phase {

@@ -81,9 +81,9 @@ type UpgradeOptions struct {
 
 // UpgradeData is what the phases of one upgrade share.
 type UpgradeData struct {
-	Ctx  context.Context
-	In   io.Reader
-	Out  io.Writer
+	Ctx context.Context
+	In  io.Reader
+	printer
 	Flow string
 	O    UpgradeOptions
 
@@ -104,11 +104,7 @@ func NewUpgradeData(ctx context.Context, flow string, o UpgradeOptions, in io.Re
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("u7s %s must run as root", flow)
 	}
-	return &UpgradeData{Ctx: ctx, In: in, Out: out, Flow: flow, O: o}, nil
-}
-
-func (d *UpgradeData) step(format string, args ...any) {
-	fmt.Fprintf(d.Out, "[u7s] "+format+"\n", args...)
+	return &UpgradeData{Ctx: ctx, In: in, printer: printer{out}, Flow: flow, O: o}, nil
 }
 
 // apiServer is this node's API server address, "" on a worker.
