@@ -95,6 +95,9 @@ func (d *Data) writeConfig() error {
 	if err != nil {
 		return err
 	}
+	if err := d.networks(); err != nil {
+		return err
+	}
 	n := &config.Node{
 		Role:                 d.role(),
 		NodeName:             name,

@@ -88,6 +88,19 @@ func checkImages(ctx context.Context, refs []string, key, what, orElse string, s
 	return nil
 }
 
+// networks makes sure the pods' and the Services' networks are known: init's flags, checked,
+// or the cluster's (join: discovery reads them). Preflight does it; when it is skipped, the first
+// phase that needs them does.
+func (d *Data) networks() error {
+	if d.pod.IsValid() && d.svc.IsValid() {
+		return nil
+	}
+	if d.Flow == FlowJoin {
+		return d.discover()
+	}
+	return d.checkFlags()
+}
+
 // resolution is the image registry of the run, resolved once (by preflight, or by the first
 // phase that needs it when preflight is skipped).
 func (d *Data) resolution() (registry.Resolution, error) {

@@ -136,7 +136,7 @@ func failedLogsKept(t *testing.T, out string) {
 		return
 	}
 	defer os.RemoveAll(m[1])
-	if !strings.Contains(out, "logs: "+m[1]) {
+	if errLine := out[strings.LastIndex(out, "u7s: error:")+1:]; !strings.Contains(errLine, m[1]) {
 		t.Errorf("the error does not name %s:\n%s", m[1], tail(out, 10))
 	}
 	// cri-o ran (and refused or served the images); the kubelet's log is there even when kubeadm
