@@ -560,7 +560,8 @@ func Boot(name string) error {
 	if err := ensureNetwork(); err != nil {
 		return err
 	}
-	if !Running(name) {
+	pid := runnerPID(name)
+	if pid == 0 {
 		Logf("booting %s", name)
 		exe, err := os.Executable()
 		if err != nil {
@@ -580,20 +581,35 @@ func Boot(name string) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		if err := os.WriteFile(pidFile(name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		pid = cmd.Process.Pid
+		if err := os.WriteFile(pidFile(name), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 			return err
 		}
 		_ = cmd.Process.Release()
 	}
-	return waitRunning(h, 2*time.Minute)
+	return waitRunning(h, pid, 2*time.Minute)
 }
 
-// waitRunning waits until the host's systemd is up and its address answers.
-func waitRunning(h *Host, timeout time.Duration) error {
+// alive: pid exists and is not a zombie (a runner that ended stays one until its parent, the
+// command that booted it, exits).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// waitRunning waits until the host's systemd is up and its address answers. The runner is
+// followed by its pid: just after its start its command line may not be readable yet (the
+// kernel sets it up after the exec the parent already saw succeed), so Running could say no.
+func waitRunning(h *Host, runner int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	state := ""
 	for time.Now().Before(deadline) {
-		if !Running(h.Name) {
+		if !alive(runner) {
 			return fmt.Errorf("host %s stopped while booting: see %s", h.Name, consoleLog(h.Name))
 		}
 		if leader, err := Leader(h.Name); err == nil {
