@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/version"
 )
@@ -156,8 +157,17 @@ func RemoveEtcdMember(n *config.Node) error {
 	cfg := &kubeadmapi.InitConfiguration{}
 	cfg.CertificatesDir = paths.PKIDir
 	cfg.LocalAPIEndpoint = kubeadmapi.APIEndpoint{AdvertiseAddress: n.AdvertiseAddress, BindPort: int32(n.APIServerPort)}
-	if err := etcdphase.RemoveStackedEtcdMemberFromCluster(client, cfg); err != nil {
-		return fmt.Errorf("removing the etcd member of %s: %w", n.AdvertiseAddress, err)
+	// An etcd busy with a leader change or a loaded host times a call out: tried again for a
+	// while (removing a member that is gone already is no error), as kubeadm retries its own calls.
+	var last error
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = kube.Poll(ctx, 5*time.Second, func(context.Context) (bool, error) {
+		last = etcdphase.RemoveStackedEtcdMemberFromCluster(client, cfg)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("removing the etcd member of %s: %w", n.AdvertiseAddress, last)
 	}
 	return nil
 }

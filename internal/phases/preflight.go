@@ -234,7 +234,10 @@ func (d *Data) discover() error {
 		return fmt.Errorf("cannot reach the cluster's API at %s: %v: check the address and port, that the control plane runs, and the firewall", d.O.Endpoint, err)
 	}
 	conn.Close()
-	cs, err := kubeadm.Discover(d.Ctx, d.join, 20*time.Second)
+	// The cluster-info's signature for a new token comes from the controller-manager's
+	// bootstrap signer a moment after the token: on a loaded control plane a join right after
+	// init or token create must wait for it (a wrong token then takes this long to be refused).
+	cs, err := kubeadm.Discover(d.Ctx, d.join, 90*time.Second)
 	if err != nil {
 		return err
 	}
