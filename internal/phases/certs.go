@@ -39,13 +39,7 @@ func NewCertsRenewData(ctx context.Context, what string, out io.Writer) (*CertsR
 }
 
 func certsPhase(name, short string, run func(*CertsRenewData) error) workflow.Phase {
-	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
-		d, ok := c.(*CertsRenewData)
-		if !ok {
-			return fmt.Errorf("phase %s: run data is %T, not *CertsRenewData", name, c)
-		}
-		return run(d)
-	}}
+	return typedPhase(name, short, run)
 }
 
 // certsRenewPhase renews inside the running node: kubeadm renews from the cluster's

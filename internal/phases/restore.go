@@ -58,13 +58,7 @@ func NewRestoreData(ctx context.Context, o RestoreOptions, in io.Reader, out io.
 
 // restorePhase is a phase of the Restore flow.
 func restorePhase(name, short string, run func(*RestoreData) error) workflow.Phase {
-	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
-		d, ok := c.(*RestoreData)
-		if !ok {
-			return fmt.Errorf("phase %s: run data is %T, not *RestoreData", name, c)
-		}
-		return run(d)
-	}}
+	return typedPhase(name, short, run)
 }
 
 // restoreCheckPhase checks the file before anything stops (a corrupt or foreign file changes
