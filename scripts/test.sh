@@ -20,6 +20,13 @@ TIMES=()
 T0=$SECONDS
 summary() {
 	local rc=$? l
+	# What a failed end-to-end test printed last before its first failure, so that the end of the
+	# output (all a CI page may show) says why, not only which.
+	for l in _output/e2e/*.log; do
+		[ -e "$l" ] || continue
+		awk '/--- FAIL:/ { n = NR; exit } { buf[NR % 60] = $0 }
+			END { if (n) { print "== first failure in " FILENAME ":"; for (i = n - 59; i < n; i++) if (i > 0) print substr(buf[i % 60], 1, 400); print } }' "$l"
+	done
 	echo "== times (total $((SECONDS - T0)) s, exit $rc)"
 	for l in "${TIMES[@]}"; do echo "   $l"; done
 	for l in _output/e2e/*.log; do

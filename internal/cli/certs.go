@@ -18,7 +18,7 @@ func newCertsCommand() *cobra.Command {
 		Short: "When each certificate and kubeconfig of this control plane expires (kubeadm certs check-expiration)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if _, err := controlPlaneNode("u7s certs check-expiration"); err != nil {
+			if _, err := phases.ControlPlane("u7s certs check-expiration"); err != nil {
 				return err
 			}
 			return kubeadmInNode("certs", "check-expiration")

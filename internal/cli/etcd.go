@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/phases"
@@ -42,35 +41,20 @@ func newEtcdCommand() *cobra.Command {
 
 func newEtcdSnapshotCommand() *cobra.Command {
 	c := &cobra.Command{Use: "snapshot", Short: "Save, list and restore snapshots of this control plane's etcd (as root)"}
-	var scheduled bool
-	var keep int
+	var so phases.SnapshotOptions
 	save := &cobra.Command{
 		Use:   "save FILE | --scheduled",
 		Short: "Save a snapshot (0600, checked); --scheduled: into " + etcdbackup.Dir + ", keeping the newest --keep",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			n, err := controlPlaneNode("u7s etcd snapshot save")
-			if err != nil {
-				return err
-			}
-			ep := etcdbackup.MemberAt(n.AdvertiseAddress)
-			switch {
-			case scheduled && len(args) == 0:
-				return etcdbackup.SaveScheduled(c.Context(), ep, keep, time.Now(), c.OutOrStdout())
-			case scheduled || len(args) != 1:
-				return errors.New("give FILE or --scheduled")
-			}
-			start := time.Now()
-			info, err := etcdbackup.Save(c.Context(), ep, args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "saved %s: revision %d, %d keys, %d bytes, %.1fs\n", info.Path, info.Revision, info.Keys, info.Size, time.Since(start).Seconds())
-			return nil
-		},
 	}
-	save.Flags().BoolVar(&scheduled, "scheduled", false, "what the timer runs: a snapshot named by the time in "+etcdbackup.Dir)
-	save.Flags().IntVar(&keep, "keep", 7, "with --scheduled: how many scheduled snapshots to keep")
+	save.Flags().BoolVar(&so.Scheduled, "scheduled", false, "what the timer runs: a snapshot named by the time in "+etcdbackup.Dir)
+	save.Flags().IntVar(&so.Keep, "keep", 7, "with --scheduled: how many scheduled snapshots to keep")
+	bindPhases(save, phases.SnapshotSave(), func(cmd *cobra.Command, args []string) (*phases.SnapshotSaveData, error) {
+		if len(args) > 0 {
+			so.File = args[0]
+		}
+		return phases.NewSnapshotSaveData(cmd.Context(), so, cmd.OutOrStdout())
+	}, nil)
 	list := &cobra.Command{
 		Use:   "list [DIR]",
 		Short: "The snapshots in DIR (default " + etcdbackup.Dir + "), newest first, each checked",
@@ -118,19 +102,4 @@ starts the node. Other control planes then run u7s reset and u7s join --control-
 	}, nil)
 	c.AddCommand(save, list, restore)
 	return c
-}
-
-// controlPlaneNode is this host's node when it is a control plane and the caller is root.
-func controlPlaneNode(what string) (*config.Node, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("%s must run as root on a control plane", what)
-	}
-	n, err := config.Load()
-	if err != nil {
-		return nil, err
-	}
-	if n.Role != config.ControlPlane {
-		return nil, fmt.Errorf("this node is a %s: %s runs on a control plane", n.Role, what)
-	}
-	return n, nil
 }

@@ -16,6 +16,10 @@ func TestFlowsHavePhases(t *testing.T) {
 	}{
 		{"init", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "upload-certs", "network", "wait", "timers", "summary"}},
 		{"join", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "network", "wait", "timers", "summary"}},
+		{"start", []string{"start", "wait"}},
+		{"stop", []string{"service", "supervisor"}},
+		{"reset", []string{"leave", "stop", "cleanup"}},
+		{"etcd snapshot save", []string{"save", "prune"}},
 		{"etcd snapshot restore", []string{"check", "stop", "restore", "start", "forget"}},
 		{"certs renew", []string{"renew", "restart"}},
 		{"upgrade apply", []string{"preflight", "snapshot", "drain", "kubeadm", "release", "restart", "uncordon"}},

@@ -54,22 +54,15 @@ func newStartCommand() *cobra.Command {
 }
 
 func newStopCommand() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the node (every pod with it), keeping its state for u7s start",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			n, err := config.Load()
-			if err != nil {
-				return err
-			}
-			if err := node.StopNode(c.Context(), n.Service); err != nil {
-				return err
-			}
-			fmt.Fprintln(c.OutOrStdout(), "node stopped")
-			return nil
-		},
 	}
+	bindPhases(c, phases.Stop(), func(cmd *cobra.Command, _ []string) (*phases.StopData, error) {
+		return phases.NewStopData(cmd.Context(), cmd.OutOrStdout())
+	}, nil)
+	return c
 }
 
 func newNodePrepareCommand() *cobra.Command {

@@ -55,21 +55,6 @@ func MemberAt(advertise string) Endpoint {
 	return Endpoint{Address: net.JoinHostPort(advertise, strconv.Itoa(kubeadmconstants.EtcdListenClientPort)), PKIDir: paths.PKIDir}
 }
 
-// SaveScheduled saves a snapshot named by the time into Dir (what the timer runs) and prunes
-// the scheduled ones beyond the newest keep; it says what it did on out.
-func SaveScheduled(ctx context.Context, ep Endpoint, keep int, now time.Time, out io.Writer) error {
-	info, err := Save(ctx, ep, filepath.Join(Dir, ScheduledName(now)))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "saved %s: revision %d, %d keys, %d bytes, %.1fs\n", info.Path, info.Revision, info.Keys, info.Size, time.Since(now).Seconds())
-	removed, err := Prune(Dir, keep)
-	for _, r := range removed {
-		fmt.Fprintf(out, "removed %s (keeping the newest %d)\n", r, keep)
-	}
-	return err
-}
-
 func (e Endpoint) config() (clientv3.Config, error) {
 	tls, err := transport.TLSInfo{
 		CertFile:      filepath.Join(e.PKIDir, "apiserver-etcd-client.crt"),

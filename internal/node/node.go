@@ -151,8 +151,11 @@ func StopNode(ctx context.Context, asService bool) error {
 			return err
 		}
 	}
-	return Stop(30 * time.Second)
+	return Stop(StopTimeout)
 }
+
+// StopTimeout is how long the supervisor gets to stop the kubelet and cri-o before it is killed.
+const StopTimeout = 30 * time.Second
 
 // SupervisorPID returns the running supervisor's PID, or 0.
 func SupervisorPID() int {

@@ -3,9 +3,7 @@ package phases
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
@@ -25,15 +23,9 @@ type CertsRenewData struct {
 
 // NewCertsRenewData loads the control plane whose certificates are renewed; it changes nothing.
 func NewCertsRenewData(ctx context.Context, what string, out io.Writer) (*CertsRenewData, error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("u7s certs renew must run as root on a control plane")
-	}
-	n, err := config.Load()
+	n, err := ControlPlane("u7s certs renew")
 	if err != nil {
 		return nil, err
-	}
-	if n.Role != config.ControlPlane {
-		return nil, fmt.Errorf("this node is a %s: u7s certs renew runs on a control plane", n.Role)
 	}
 	return &CertsRenewData{Ctx: ctx, What: what, printer: printer{out}, node: n}, nil
 }

@@ -152,3 +152,19 @@ func problems(ps []string) error {
 	}
 	return fmt.Errorf("bad flags:\n  %s", strings.Join(ps, "\n  "))
 }
+
+// ControlPlane is this host's node when it is a control plane and the caller is root: what
+// every operation on a control plane's etcd or certificates needs. what names the operation.
+func ControlPlane(what string) (*config.Node, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%s must run as root on a control plane", what)
+	}
+	n, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	if n.Role != config.ControlPlane {
+		return nil, fmt.Errorf("this node is a %s: %s runs on a control plane", n.Role, what)
+	}
+	return n, nil
+}

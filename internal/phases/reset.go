@@ -81,7 +81,7 @@ func stopPhase() workflow.Phase {
 				errs = append(errs, err)
 			}
 		}
-		if err := node.Stop(30 * time.Second); err != nil {
+		if err := node.Stop(node.StopTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the supervisor: %w", err))
 		}
 		if n := killUserProcesses(); n > 0 {

@@ -39,15 +39,9 @@ type RestoreData struct {
 
 // NewRestoreData loads the control plane to restore; it changes nothing.
 func NewRestoreData(ctx context.Context, o RestoreOptions, in io.Reader, out io.Writer) (*RestoreData, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("u7s etcd snapshot restore must run as root on a control plane")
-	}
-	n, err := config.Load()
+	n, err := ControlPlane("u7s etcd snapshot restore")
 	if err != nil {
 		return nil, err
-	}
-	if n.Role != config.ControlPlane {
-		return nil, fmt.Errorf("this node is a %s: restore on a control plane", n.Role)
 	}
 	owner, err := node.LookupOwner()
 	if err != nil {
