@@ -25,7 +25,7 @@ func networkPhase(install bool) workflow.Phase {
 	if install {
 		short = "Install flannel and publish this node's address to it"
 	}
-	return phase("network", short, true, func(d *Data) error {
+	return phase("network", short, changesHost, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func waitNodeObject(ctx context.Context, cs kubernetes.Interface, name string) e
 
 // waitPhase waits until the node is Ready with its pods running.
 func waitPhase() workflow.Phase {
-	return phase("wait", "Wait until the node is Ready and every pod on it runs", true, func(d *Data) error {
+	return phase("wait", "Wait until the node is Ready and every pod on it runs", needsNode, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -98,7 +98,7 @@ func summaryPhase(printJoin bool) workflow.Phase {
 	if printJoin {
 		short = "Print how to use the node and the u7s join commands"
 	}
-	return phase("summary", short, true, func(d *Data) error {
+	return phase("summary", short, needsNode, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err

@@ -82,7 +82,8 @@ type Data struct {
 	// the cluster by a control plane that joins.
 	encryption []byte
 	cgroup     cgroups.Mode
-	// Changed is set once a phase changed the host: a failure after it is undone.
+	// Changed is set when a phase that changes the host starts (its effect): a failure from
+	// then on is undone.
 	Changed bool
 }
 
@@ -121,19 +122,48 @@ func (d *Data) Owner() (node.Owner, error) {
 	return o, nil
 }
 
-// phase is a workflow phase whose Run takes the run's Data. A dry run skips the phases that
-// change the host (changes).
-func phase(name, short string, changes bool, run func(*Data) error) workflow.Phase {
+// effect is what a phase of init, join or reset does to the host: whether a dry run skips it,
+// and whether a failure from it on is undone. Declared with the phase, so that no phase sets
+// Data.Changed by hand.
+type effect int
+
+const (
+	// readOnly changes nothing (checks): it runs in a dry run too.
+	readOnly effect = iota
+	// changesHost changes the host or the cluster: a dry run skips it; a run that fails from it
+	// on is undone.
+	changesHost
+	// changesHostOrSays changes the host, and in a dry run says what it would do (it reads
+	// O.DryRun itself).
+	changesHostOrSays
+	// needsNode changes nothing, but needs the node a change started: a dry run skips it.
+	needsNode
+	// takesDown is reset's: it takes the node away, and is never undone.
+	takesDown
+)
+
+// phase is a workflow phase of init, join, start or reset whose Run takes the run's Data; e
+// says what it does to the host.
+func phase(name, short string, e effect, run func(*Data) error) workflow.Phase {
 	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
 		d, err := asData(c)
 		if err != nil {
 			return err
 		}
-		if changes && d.O.DryRun {
+		d.enter(e)
+		if d.O.DryRun && (e == changesHost || e == needsNode) {
 			return nil
 		}
 		return run(d)
 	}}
+}
+
+// enter records that a phase of effect e runs: once one that changes the host ran, a failure
+// is undone.
+func (d *Data) enter(e effect) {
+	if !d.O.DryRun && (e == changesHost || e == changesHostOrSays) {
+		d.Changed = true
+	}
 }
 
 // asData is the type assertion every phase starts with.

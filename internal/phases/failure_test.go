@@ -50,3 +50,36 @@ func TestKeepLogs(t *testing.T) {
 		t.Errorf("an error naming no logs: %q", e.Error())
 	}
 }
+
+// TestPhaseEffects: a phase's declared effect decides whether a dry run skips it and whether a
+// failure from it on is undone; no phase sets Changed by hand.
+func TestPhaseEffects(t *testing.T) {
+	for _, tc := range []struct {
+		e                effect
+		dryRun           bool
+		wantRan, changed bool
+	}{
+		{readOnly, false, true, false},
+		{readOnly, true, true, false},
+		{changesHost, false, true, true},
+		{changesHost, true, false, false},
+		{changesHostOrSays, false, true, true},
+		{changesHostOrSays, true, true, false},
+		{needsNode, false, true, false},
+		{needsNode, true, false, false},
+		{takesDown, false, true, false},
+	} {
+		d := &Data{O: Options{DryRun: tc.dryRun}}
+		ran := false
+		p := phase("p", "", tc.e, func(*Data) error { ran = true; return errors.New("failed") })
+		_ = p.Run(d)
+		if ran != tc.wantRan || d.Changed != tc.changed {
+			t.Errorf("effect %d, dry run %v: ran %v, changed %v; want %v, %v", tc.e, tc.dryRun, ran, d.Changed, tc.wantRan, tc.changed)
+		}
+	}
+	// The failure policy undoes only init and join.
+	d := &Data{Flow: "start", Changed: true}
+	if err := Failed(t.Context(), "start", d, false, nil, errors.New("x")); err == nil || err.Error() != "x" {
+		t.Errorf("a failed start: %v, want its error alone, nothing undone", err)
+	}
+}

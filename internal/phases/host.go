@@ -21,12 +21,11 @@ import (
 
 // hostPhase prepares the host; every change is recorded so that reset undoes it.
 func hostPhase() workflow.Phase {
-	return phase("host", "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories", false, func(d *Data) error {
+	return phase("host", "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories", changesHostOrSays, func(d *Data) error {
 		if d.O.DryRun {
 			d.step("[dry-run] would create user %s, apply sysctls and make the node's directories", paths.User)
 			return nil
 		}
-		d.Changed = true
 		d.step("creating the system user %s", paths.User)
 		u, err := host.EnsureUser()
 		if err != nil {
@@ -55,7 +54,7 @@ func hostPhase() workflow.Phase {
 
 // cgroupsPhase chooses the cgroup mode and, on v1, delegates the node's subtrees.
 func cgroupsPhase() workflow.Phase {
-	return phase("cgroups", "Choose the cgroup mode; on cgroup v1 delegate a subtree of every hierarchy to u7s-admin", true, func(d *Data) error {
+	return phase("cgroups", "Choose the cgroup mode; on cgroup v1 delegate a subtree of every hierarchy to u7s-admin", changesHost, func(d *Data) error {
 		o, err := d.Owner()
 		if err != nil {
 			return err
@@ -73,7 +72,7 @@ func cgroupsPhase() workflow.Phase {
 
 // configPhase writes the node's configuration and its kubeadm documents.
 func configPhase() workflow.Phase {
-	return phase("config", "Write the node's configuration (/etc/u7s/node.json), its kubeadm configuration and kubelet patches", false, func(d *Data) error {
+	return phase("config", "Write the node's configuration (/etc/u7s/node.json), its kubeadm configuration and kubelet patches", changesHostOrSays, func(d *Data) error {
 		return d.writeConfig()
 	})
 }

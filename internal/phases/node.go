@@ -29,7 +29,7 @@ import (
 // startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
 // else a detached supervisor; both end when cri-o answers inside the namespace.
 func startPhase() workflow.Phase {
-	return phase("start", "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o", true, func(d *Data) error {
+	return phase("start", "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o", changesHost, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func startNode(d *Data, n *config.Node) error {
 // timersPhase enables the node's timers where systemd runs it: the coordinated-reboot agent on
 // every node, the daily etcd snapshot on a control plane.
 func timersPhase() workflow.Phase {
-	return phase("timers", "Where systemd runs the node: enable coordinated reboots (u7s-maintenance.timer) and, on a control plane, daily etcd snapshots (u7s-etcd-snapshot.timer)", true, func(d *Data) error {
+	return phase("timers", "Where systemd runs the node: enable coordinated reboots (u7s-maintenance.timer) and, on a control plane, daily etcd snapshots (u7s-etcd-snapshot.timer)", changesHost, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -132,7 +132,7 @@ func Prepare(n *config.Node) error {
 
 // kubeadmPhase runs kubeadm init or join, linked into u7s, inside the namespace.
 func kubeadmPhase(flow string) workflow.Phase {
-	return phase("kubeadm", "Run kubeadm "+flow+" (linked into u7s) inside the namespace", true, func(d *Data) error {
+	return phase("kubeadm", "Run kubeadm "+flow+" (linked into u7s) inside the namespace", changesHost, func(d *Data) error {
 		o, err := d.Owner()
 		if err != nil {
 			return err

@@ -27,7 +27,7 @@ import (
 // preflightPhase checks everything before the host changes: flags, the registry and its
 // images, the cluster (join: endpoint, token, CA hash, certificate key) and the host.
 func preflightPhase() workflow.Phase {
-	return phase("preflight", "Check flags, registry, images, cluster and host; change nothing", false, func(d *Data) error {
+	return phase("preflight", "Check flags, registry, images, cluster and host; change nothing", readOnly, func(d *Data) error {
 		return d.preflight()
 	})
 }

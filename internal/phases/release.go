@@ -11,7 +11,7 @@ import (
 // releasePhase keeps the node binaries this u7s carries for the node (internal/release): a
 // later package changes them only through u7s upgrade.
 func releasePhase() workflow.Phase {
-	return phase("release", "Keep the node binaries of this u7s's Kubernetes release (kubelet, cri-o, pinns, runc) in "+paths.ReleasesDir+" for the node", true, func(d *Data) error {
+	return phase("release", "Keep the node binaries of this u7s's Kubernetes release (kubelet, cri-o, pinns, runc) in "+paths.ReleasesDir+" for the node", changesHost, func(d *Data) error {
 		v := release.Carried()
 		d.step("keeping the node binaries of Kubernetes %s in %s", v, paths.ReleasesDir)
 		for _, dir := range []string{paths.LibDir, paths.ReleasesDir} {
@@ -19,7 +19,6 @@ func releasePhase() workflow.Phase {
 				return err
 			}
 		}
-		d.Changed = true
 		s := release.Default()
 		if err := s.Import(d.Ctx, v); err != nil {
 			return err

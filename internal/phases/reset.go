@@ -33,7 +33,7 @@ const FlowReset = "reset"
 // leavePhase takes the node out of the cluster while it still runs: a control plane's etcd
 // member is removed first (so that the others keep quorum), then its Node object.
 func leavePhase() workflow.Phase {
-	return phase("leave", "Leave the cluster: remove this control plane's etcd member, then the Node object", false, func(d *Data) error {
+	return phase("leave", "Leave the cluster: remove this control plane's etcd member, then the Node object", takesDown, func(d *Data) error {
 		n, err := config.Load()
 		if err != nil {
 			return nil // never made, or half made: nothing to leave
@@ -73,7 +73,7 @@ func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name stri
 
 // stopPhase stops the node, and disables its unit.
 func stopPhase() workflow.Phase {
-	return phase("stop", "Stop the node (the systemd unit, or the detached supervisor) and disable its unit", false, func(d *Data) error {
+	return phase("stop", "Stop the node (the systemd unit, or the detached supervisor) and disable its unit", takesDown, func(d *Data) error {
 		d.step("stopping the node")
 		var errs []error
 		if service.Systemd() {
@@ -93,7 +93,7 @@ func stopPhase() workflow.Phase {
 
 // cleanupPhase undoes what init or join recorded, and nothing else.
 func cleanupPhase() workflow.Phase {
-	return phase("cleanup", "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made", false, func(d *Data) error {
+	return phase("cleanup", "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made", takesDown, func(d *Data) error {
 		var errs []error
 		d.step("removing the cgroup delegation")
 		if dl, err := cgroups.LoadDelegation(); err == nil {
