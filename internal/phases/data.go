@@ -69,6 +69,8 @@ type Data struct {
 	printer
 	Flow string
 	O    Options
+	// bootstrap is what init or join does differently in the phases they share.
+	bootstrap bootstrap
 
 	pod, svc netip.Prefix
 	res      *registry.Resolution
@@ -92,7 +94,7 @@ func NewData(ctx context.Context, flow string, o Options, out io.Writer) (*Data,
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("u7s %s must run as root: try sudo u7s %s", flow, flow)
 	}
-	return &Data{Ctx: ctx, printer: printer{out}, Flow: flow, O: o}, nil
+	return &Data{Ctx: ctx, printer: printer{out}, Flow: flow, O: o, bootstrap: bootstraps[flow]}, nil
 }
 
 // Node is the node's configuration: the one this run made, or the saved one (a phase run

@@ -1,7 +1,6 @@
 package phases
 
 import (
-	"fmt"
 	"os"
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
@@ -126,29 +125,7 @@ func (d *Data) writeConfig() error {
 	}
 	n.NamespaceNetwork = nsnet.String()
 	d.detail("the node's namespace network (slirp4netns): %s, clear of the host's networks, the pods' and the Services'", nsnet)
-	switch d.Flow {
-	case FlowInit:
-		n.Endpoint = d.O.ControlPlaneEndpoint
-		if n.Endpoint == "" {
-			n.Endpoint = fmt.Sprintf("%s:%d", addr, d.O.BindPort)
-		}
-		if d.token == "" {
-			if d.token, err = kubeadm.NewToken(); err != nil {
-				return err
-			}
-		}
-		if d.O.UploadCerts && d.certKey == "" {
-			if d.certKey, err = kubeadm.NewCertificateKey(); err != nil {
-				return err
-			}
-		}
-		docs, err = kubeadm.InitDocuments(kubeadm.InitOptions{Node: n, ControlPlaneEndpoint: d.O.ControlPlaneEndpoint,
-			Token: d.token, CertificateKey: d.certKey})
-	case FlowJoin:
-		n.Endpoint = d.O.Endpoint
-		d.join.Node = n
-		docs, err = kubeadm.JoinDocuments(d.join)
-	}
+	docs, err = d.bootstrap.documents(d, n)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/signing"
 	"github.com/u7s/u7s/internal/upgrade"
-	"github.com/u7s/u7s/internal/version"
 )
 
 // preflightPhase checks everything before the host changes: flags, the registry and its
@@ -45,10 +44,8 @@ func (d *Data) preflight() error {
 	if err := checkImages(d.Ctx, registry.Refs(res.Images()), d.O.ImageSigningKey, "the node needs", "or choose another registry with "+registry.EnvVar, d.step); err != nil {
 		return err
 	}
-	if d.Flow == FlowJoin {
-		if err := d.discover(); err != nil {
-			return fmt.Errorf("%w\nnothing was changed on this host", err)
-		}
+	if err := d.bootstrap.cluster(d); err != nil {
+		return fmt.Errorf("%w\nnothing was changed on this host", err)
 	}
 	d.step("checking the host")
 	if err := host.Preflight(host.PreflightOptions{
@@ -95,10 +92,7 @@ func (d *Data) networks() error {
 	if d.pod.IsValid() && d.svc.IsValid() {
 		return nil
 	}
-	if d.Flow == FlowJoin {
-		return d.discover()
-	}
-	return d.checkFlags()
+	return d.bootstrap.networks(d)
 }
 
 // resolution is the image registry of the run, resolved once (by preflight, or by the first
@@ -114,12 +108,7 @@ func (d *Data) resolution() (registry.Resolution, error) {
 	return *d.res, nil
 }
 
-func (d *Data) role() config.Role {
-	if d.Flow == FlowJoin && !d.O.ControlPlane {
-		return config.Worker
-	}
-	return config.ControlPlane
-}
+func (d *Data) role() config.Role { return d.bootstrap.role(d.O) }
 
 // checkFlags validates the flags of init or join.
 func (d *Data) checkFlags() error {
@@ -153,53 +142,7 @@ func (d *Data) checkFlags() error {
 	default:
 		ps = append(ps, fmt.Sprintf("--cgroup-mode %q: want auto or none", o.CgroupMode))
 	}
-	switch d.Flow {
-	case FlowInit:
-		if o.KubernetesVersion != "" && o.KubernetesVersion != version.Pinned.Kubernetes {
-			ps = append(ps, fmt.Sprintf("--kubernetes-version %s: this u7s runs Kubernetes %s only; drop the flag or install the u7s of that version",
-				o.KubernetesVersion, version.Pinned.Kubernetes))
-		}
-		var err error
-		if d.pod, err = netip.ParsePrefix(o.PodCIDR); err != nil || !d.pod.Addr().Is4() {
-			ps = append(ps, fmt.Sprintf("--pod-network-cidr %q is not an IPv4 CIDR like 10.244.0.0/16", o.PodCIDR))
-		} else if d.pod.Bits() > 24 {
-			ps = append(ps, fmt.Sprintf("--pod-network-cidr %s is too small: flannel gives every node a /24; use /16", d.pod))
-		}
-		if d.svc, err = netip.ParsePrefix(o.ServiceCIDR); err != nil || !d.svc.Addr().Is4() {
-			ps = append(ps, fmt.Sprintf("--service-cidr %q is not an IPv4 CIDR like 10.96.0.0/12", o.ServiceCIDR))
-		}
-		if o.ControlPlaneEndpoint != "" {
-			if err := checkEndpoint(o.ControlPlaneEndpoint, true); err != nil {
-				ps = append(ps, "--control-plane-endpoint "+err.Error())
-			}
-		}
-	case FlowJoin:
-		if o.Endpoint == "" {
-			ps = append(ps, "the API server endpoint is missing: u7s join HOST:PORT --token ... (as printed by u7s init or u7s token create --print-join-command)")
-		} else if err := checkEndpoint(o.Endpoint, false); err != nil {
-			ps = append(ps, "endpoint "+err.Error())
-		}
-		if err := kubeadm.ValidToken(o.Token); err != nil {
-			ps = append(ps, err.Error())
-		}
-		if len(o.CACertHashes) == 0 {
-			ps = append(ps, "--discovery-token-ca-cert-hash is missing: it pins the cluster's CA (sha256:..., printed with the join command)")
-		}
-		for _, h := range o.CACertHashes {
-			if hex, ok := strings.CutPrefix(h, "sha256:"); !ok || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
-				ps = append(ps, fmt.Sprintf("--discovery-token-ca-cert-hash %q: want sha256: and 64 hex digits", h))
-			}
-		}
-		if o.ControlPlane && o.CertificateKey == "" {
-			ps = append(ps, "--control-plane needs --certificate-key: the key printed by u7s init --upload-certs, or a new one from u7s init phase upload-certs --upload-certs on a control plane")
-		}
-		if !o.ControlPlane && o.CertificateKey != "" {
-			ps = append(ps, "--certificate-key is for --control-plane only")
-		}
-		if o.CertificateKey != "" && (len(o.CertificateKey) != 64 || strings.Trim(o.CertificateKey, "0123456789abcdef") != "") {
-			ps = append(ps, "--certificate-key: want 64 hex digits")
-		}
-	}
+	ps = append(ps, d.bootstrap.checkFlags(d)...)
 	return problems(ps)
 }
 

@@ -36,7 +36,7 @@ func TestCheckFlags(t *testing.T) {
 	} {
 		o := good
 		tc.change(&o)
-		d := &Data{Flow: tc.flow, O: o}
+		d := &Data{Flow: tc.flow, O: o, bootstrap: bootstraps[tc.flow]}
 		err := d.checkFlags()
 		switch {
 		case tc.want == "" && err != nil:
