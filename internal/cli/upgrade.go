@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/config"
@@ -92,12 +91,7 @@ func newUpgradePlanCommand() *cobra.Command {
 			if len(args) > 0 {
 				target = args[0]
 			}
-			var cfg *rest.Config
-			if n.Role == config.ControlPlane {
-				cfg, err = kube.AdminConfig()
-			} else {
-				cfg, err = kube.NodeConfig()
-			}
+			cfg, err := kube.ConfigOf(n.Role == config.ControlPlane)
 			if err != nil {
 				return err
 			}

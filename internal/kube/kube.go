@@ -30,6 +30,15 @@ func Admin() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
+// ConfigOf is the configuration of a node's own credentials: a control plane's admin.conf
+// (root's), a worker's kubelet credentials.
+func ConfigOf(controlPlane bool) (*rest.Config, error) {
+	if controlPlane {
+		return AdminConfig()
+	}
+	return NodeConfig()
+}
+
 // AdminAt is Admin talking to the API server at hostport only (a control plane's own), not
 // to the control-plane endpoint, which a balancer may answer from another control plane.
 func AdminAt(hostport string) (kubernetes.Interface, error) {

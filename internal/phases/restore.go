@@ -102,7 +102,7 @@ func restoreDataPhase() workflow.Phase {
 		if err != nil {
 			os.RemoveAll(fresh)
 			d.step("starting the node again on its old data")
-			if rerr := startAndWait(d.Ctx, n, d.owner, d.Out); rerr != nil {
+			if rerr := startAndWait(d.Ctx, n, d.Out, ""); rerr != nil {
 				return fmt.Errorf("restoring: %w; starting the node again with its old data: %v", err, rerr)
 			}
 			return fmt.Errorf("restoring: %w; the node runs on its old data", err)
@@ -122,7 +122,7 @@ func restoreDataPhase() workflow.Phase {
 func restoreStartPhase() workflow.Phase {
 	return restorePhase("start", "Start the node on the restored data and wait until it is Ready", func(d *RestoreData) error {
 		d.step("starting the node")
-		if err := startAndWait(d.Ctx, d.node, d.owner, d.Out); err != nil {
+		if err := startAndWait(d.Ctx, d.node, d.Out, ""); err != nil {
 			return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is kept beside %s)", err, etcdbackup.DataDir())
 		}
 		return nil
@@ -172,34 +172,4 @@ func chownTree(dir string, uid, gid int) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
-}
-
-// Restart stops the node and starts it again, waiting for it to be Ready.
-func Restart(ctx context.Context, n *config.Node, out io.Writer) error {
-	owner, err := node.LookupOwner()
-	if err != nil {
-		return err
-	}
-	if err := node.StopNode(ctx, n.Service); err != nil {
-		return fmt.Errorf("stopping the node: %w", err)
-	}
-	return startAndWait(ctx, n, owner, out)
-}
-
-func startAndWait(ctx context.Context, n *config.Node, owner node.Owner, out io.Writer) error {
-	if err := Prepare(n); err != nil {
-		return err
-	}
-	if _, err := node.Start(ctx, n.Service, owner); err != nil {
-		return err
-	}
-	cs, err := kube.Node()
-	if n.Role == config.ControlPlane {
-		// Its own API server: through a balancer another control plane could answer.
-		cs, err = kube.AdminAt(fmt.Sprintf("%s:%d", n.AdvertiseAddress, n.APIServerPort))
-	}
-	if err != nil {
-		return err
-	}
-	return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
 }

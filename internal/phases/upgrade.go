@@ -170,12 +170,7 @@ func (d *UpgradeData) load() error {
 	if d.from, err = release.Default().Current(); err != nil {
 		return err
 	}
-	if n.Role == config.ControlPlane {
-		d.cfg, err = kube.AdminConfig()
-	} else {
-		d.cfg, err = kube.NodeConfig()
-	}
-	if err != nil {
+	if d.cfg, err = kube.ConfigOf(n.Role == config.ControlPlane); err != nil {
 		return err
 	}
 	if d.cs, err = kubernetes.NewForConfig(d.cfg); err != nil {
@@ -308,47 +303,12 @@ func upgradeRestartPhase() workflow.Phase {
 	return upgradePhase("restart", "Restart the node with the new release and wait until it is Ready at the new version", func(d *UpgradeData) error {
 		d.step("restarting the node")
 		start := time.Now()
-		if err := node.StopNode(d.Ctx, d.node.Service); err != nil {
-			return fmt.Errorf("stopping the node: %w", err)
-		}
-		o, err := node.LookupOwner()
-		if err != nil {
+		if err := Restart(d.Ctx, d.node, d.Out, d.O.Version); err != nil {
 			return err
 		}
-		if err := Prepare(d.node); err != nil {
-			return err
-		}
-		if _, err := node.Start(d.Ctx, d.node.Service, o); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(d.Ctx, 5*time.Minute)
-		defer cancel()
-		if err := waitKubelet(ctx, d.cs, d.node.NodeName, d.O.Version); err != nil {
-			return err
-		}
-		if err := kube.WaitNodeReady(ctx, d.cs, d.node.NodeName, d.Out); err != nil {
-			return err
-		}
-		fmt.Fprintf(d.Out, "    node %s runs kubelet %s (%.0fs)\n", d.node.NodeName, d.O.Version, time.Since(start).Seconds())
+		d.detail("node %s runs kubelet %s (%.0fs)", d.node.NodeName, d.O.Version, time.Since(start).Seconds())
 		return nil
 	})
-}
-
-// waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.
-func waitKubelet(ctx context.Context, cs kubernetes.Interface, name, v string) error {
-	got := "unknown"
-	err := kube.Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
-		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		got = n.Status.NodeInfo.KubeletVersion
-		return got == v && kube.NodeReady(n), nil
-	})
-	if err != nil {
-		return fmt.Errorf("node %s did not come back Ready with kubelet %s (it reports %s): see %s/kubelet.log", name, v, got, paths.LogDir)
-	}
-	return nil
 }
 
 // upgradeUncordonPhase ends with next, what the admin does after this node ("": nothing).

@@ -1,0 +1,79 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/node"
+	"github.com/u7s/u7s/internal/paths"
+)
+
+// restartTimeout bounds the wait for a restarted node: ten times what a node takes here, so that
+// a slow host (an emulated VM, a small board) is not given up on; the wait prints what it waits
+// for meanwhile.
+const restartTimeout = 15 * time.Minute
+
+// Restart is the one restart sequence of the flows that restart a node (upgrade, certs renew;
+// restore starts one it stopped): stop it, then startAndWait. kubelet, if not "", is the kubelet
+// version the node must come back with.
+func Restart(ctx context.Context, n *config.Node, out io.Writer, kubelet string) error {
+	if err := node.StopNode(ctx, n.Service); err != nil {
+		return fmt.Errorf("stopping the node: %w", err)
+	}
+	return startAndWait(ctx, n, out, kubelet)
+}
+
+// startAndWait prepares the host (what the unit's ExecStartPre does), starts the node and waits
+// until it is Ready with its pods running, and with kubelet's version when that is not "".
+func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet string) error {
+	owner, err := node.LookupOwner()
+	if err != nil {
+		return err
+	}
+	if err := Prepare(n); err != nil {
+		return err
+	}
+	if _, err := node.Start(ctx, n.Service, owner); err != nil {
+		return err
+	}
+	cs, err := kube.Node()
+	if n.Role == config.ControlPlane {
+		// Its own API server: through a balancer another control plane could answer.
+		cs, err = kube.AdminAt(fmt.Sprintf("%s:%d", n.AdvertiseAddress, n.APIServerPort))
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
+	if kubelet != "" {
+		if err := waitKubelet(ctx, cs, n.NodeName, kubelet); err != nil {
+			return err
+		}
+	}
+	return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
+}
+
+// waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.
+func waitKubelet(ctx context.Context, cs kubernetes.Interface, name, v string) error {
+	got := "unknown"
+	err := kube.Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = n.Status.NodeInfo.KubeletVersion
+		return got == v && kube.NodeReady(n), nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not come back Ready with kubelet %s (it reports %s): see %s/kubelet.log", name, v, got, paths.LogDir)
+	}
+	return nil
+}
