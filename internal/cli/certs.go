@@ -9,8 +9,6 @@ import (
 	"github.com/u7s/u7s/internal/phases"
 )
 
-func init() { register(newCertsCommand) }
-
 func newCertsCommand() *cobra.Command {
 	c := &cobra.Command{Use: "certs", Short: "The control plane's certificates: expiry and renewal (kubeadm's, inside the node; as root)"}
 	c.AddCommand(&cobra.Command{

@@ -13,8 +13,6 @@ import (
 	"github.com/u7s/u7s/internal/phases"
 )
 
-func init() { register(newEtcdCommand) }
-
 func newEtcdCommand() *cobra.Command {
 	c := &cobra.Command{Use: "etcd", Short: "The cluster's etcd, from a control plane (as root)"}
 	c.AddCommand(&cobra.Command{

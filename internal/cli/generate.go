@@ -15,11 +15,6 @@ import (
 	"github.com/u7s/u7s/internal/version"
 )
 
-func init() {
-	register(newVersionCommand)
-	register(newGenerateCommand)
-}
-
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

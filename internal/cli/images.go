@@ -17,10 +17,7 @@ import (
 	"github.com/u7s/u7s/internal/version"
 )
 
-func init() { register(newImagesCommand) }
-
 // newImagesCommand is `u7s images`: the images of this node, from the registry `u7s registry` names.
-// Other files add subcommands through registerImagesSubcommand.
 func newImagesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "images",
@@ -29,10 +26,8 @@ func newImagesCommand() *cobra.Command {
 			"`u7s registry` prints (" + registry.EnvVar + ").",
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newImagesListCommand(), newImagesCheckCommand(), newImagesPullCommand(), newImagesRepoListCommand())
-	for _, f := range imagesSubcommands {
-		cmd.AddCommand(f())
-	}
+	cmd.AddCommand(newImagesListCommand(), newImagesCheckCommand(), newImagesPullCommand(), newImagesRepoListCommand(),
+		newImagesBuildCommand(), newImagesLoadCommand(), newImagesKeygenCommand(), newImagesSignCommand())
 	return cmd
 }
 

@@ -13,8 +13,6 @@ import (
 	"github.com/u7s/u7s/internal/signing"
 )
 
-func init() { registerImagesSubcommand(newImagesBuildCommand) }
-
 // newImagesBuildCommand is `u7s images build`: the air-gapped path, images assembled from the
 // binaries of `make components` without a container engine.
 func newImagesBuildCommand() *cobra.Command {

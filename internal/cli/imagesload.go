@@ -10,8 +10,6 @@ import (
 	"github.com/u7s/u7s/internal/signing"
 )
 
-func init() { registerImagesSubcommand(newImagesLoadCommand) }
-
 func newImagesLoadCommand() *cobra.Command {
 	reg := registry.LocalDefault
 	var sign signFlags

@@ -12,11 +12,6 @@ import (
 	"github.com/u7s/u7s/internal/signing"
 )
 
-func init() {
-	registerImagesSubcommand(newImagesKeygenCommand)
-	registerImagesSubcommand(newImagesSignCommand)
-}
-
 func newImagesKeygenCommand() *cobra.Command {
 	dir := "."
 	cmd := &cobra.Command{

@@ -10,12 +10,6 @@ import (
 	"github.com/u7s/u7s/internal/version"
 )
 
-func init() {
-	register(newInitCommand)
-	register(newJoinCommand)
-	register(newResetCommand)
-}
-
 // bindFlow binds init's or join's phases to c (bindPhases), with their failure policy
 // (phases.Failed: keep the logs, undo unless --keep-on-failure).
 func bindFlow(c *cobra.Command, flow string, ps []workflow.Phase, o *phases.Options) {

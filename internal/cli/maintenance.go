@@ -11,8 +11,6 @@ import (
 	"github.com/u7s/u7s/internal/maintenance"
 )
 
-func init() { register(newNodeMaintenanceCommand) }
-
 func newNodeMaintenanceCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:    "node-maintenance",

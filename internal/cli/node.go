@@ -12,7 +12,6 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
-	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/nsinit"
 	"github.com/u7s/u7s/internal/paths"
@@ -20,27 +19,6 @@ import (
 	"github.com/u7s/u7s/internal/status"
 	"github.com/u7s/u7s/internal/supervisor"
 )
-
-func init() {
-	// The rootlesskit child is a re-exec of `u7s supervise`; the pipe in its environment
-	// tells it apart before any flag is parsed.
-	earlyHooks = append(earlyHooks, func() (bool, error) {
-		if !namespace.IsChild() {
-			return false, nil
-		}
-		return true, namespace.RunChild()
-	})
-	register(newSuperviseCommand)
-	register(newNamespaceInitCommand)
-	register(newKubeadmCommand)
-	register(newEnterCommand)
-	register(newStatusCommand)
-	register(newStartCommand)
-	register(newStopCommand)
-	register(newNodePrepareCommand)
-	register(newTokenCommand)
-	register(newNodeUserCommand)
-}
 
 func newStartCommand() *cobra.Command {
 	o := &phases.Options{}

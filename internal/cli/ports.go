@@ -12,8 +12,6 @@ import (
 	"github.com/u7s/u7s/internal/ports"
 )
 
-func init() { register(newPortsCommand) }
-
 func newPortsCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ports",

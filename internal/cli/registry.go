@@ -8,8 +8,6 @@ import (
 	"github.com/u7s/u7s/internal/registry"
 )
 
-func init() { register(newRegistryCommand) }
-
 // registrySourceFlags let an admin try the automatic rule against other files.
 type registrySourceFlags struct {
 	hostsFile, osReleaseFile string

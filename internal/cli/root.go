@@ -1,5 +1,5 @@
-// Package cli wires the u7s commands. Each command lives in its own file and registers
-// itself with register, so that cmd/u7s stays thin and commands stay independent.
+// Package cli is the u7s command tree: flags, and calls into the packages that do the work.
+// root.go lists every command; each lives in the file named after it.
 package cli
 
 import (
@@ -7,13 +7,6 @@ import (
 
 	"github.com/u7s/u7s/internal/version"
 )
-
-var commands []func() *cobra.Command
-
-func init() { register(newCheckCommand) }
-
-// register adds a top-level command; called from init() of each command's file.
-func register(f func() *cobra.Command) { commands = append(commands, f) }
 
 // NewRootCommand returns the u7s command tree.
 func NewRootCommand() *cobra.Command {
@@ -24,15 +17,18 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	for _, f := range commands {
-		root.AddCommand(f())
-	}
+	root.AddCommand(
+		// Making, running and removing a node (init.go, node.go).
+		newInitCommand(), newJoinCommand(), newResetCommand(),
+		newStartCommand(), newStopCommand(), newStatusCommand(), newEnterCommand(), newTokenCommand(),
+		// Day 2 (upgrade.go, etcd.go, certs.go, check.go, ports.go).
+		newUpgradeCommand(), newEtcdCommand(), newCertsCommand(), newCheckCommand(), newPortsCommand(),
+		// Images and their registry (images*.go, registry.go).
+		newImagesCommand(), newRegistryCommand(),
+		newVersionCommand(), newGenerateCommand(),
+		// Hidden: what the units, the packages and the supervisor run (node.go, maintenance.go).
+		newSuperviseCommand(), newNamespaceInitCommand(), newKubeadmCommand(), newNodePrepareCommand(),
+		newNodeUserCommand(), newNodeMaintenanceCommand(),
+	)
 	return root
-}
-
-var imagesSubcommands []func() *cobra.Command
-
-// registerImagesSubcommand adds a subcommand under `u7s images` from another file.
-func registerImagesSubcommand(f func() *cobra.Command) {
-	imagesSubcommands = append(imagesSubcommands, f)
 }

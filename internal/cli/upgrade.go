@@ -15,8 +15,6 @@ import (
 	"github.com/u7s/u7s/internal/upgrade"
 )
 
-func init() { register(newUpgradeCommand) }
-
 func newUpgradeCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "upgrade",
