@@ -13,7 +13,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,8 +35,10 @@ const (
 	DaemonSetName = "kube-flannel-ds"
 	// ConfigMapName holds cni-conf.json and net-conf.json.
 	ConfigMapName = "kube-flannel-cfg"
-	// DefaultBackend is flannel's VXLAN backend (UDP 8472, which rootless nodes forward).
-	DefaultBackend = "vxlan"
+	// Backend is flannel's backend, VXLAN: the one a rootless node can carry: UDP 8472,
+	// which the node forwards from the host; flanneld's --iface is not set, it takes the
+	// host-side address the node gives it (SetNodePublicIP).
+	Backend = "vxlan"
 	// DefaultCNIConfDir is where install-cni puts 10-flannel.conflist for cri-o.
 	DefaultCNIConfDir = "/etc/cni/net.d"
 
@@ -47,9 +48,6 @@ const (
 	netConfKey = "net-conf.json"
 )
 
-// backends are flannel v0.28's backend types (pkg/backend).
-var backends = []string{"vxlan", "host-gw", "wireguard", "udp", "ipip", "ipsec", "extension", "alloc", "tencentvpc"}
-
 // Options choose what differs between clusters. flanneld's public IP is per node and
 // therefore not here: see SetNodePublicIP.
 type Options struct {
@@ -58,11 +56,6 @@ type Options struct {
 	// PodCIDR is the cluster's pod network, kube-controller-manager's --cluster-cidr
 	// (kubeadm's networking.podSubnet); required, IPv4.
 	PodCIDR string
-	// Backend is flannel's backend type; DefaultBackend if empty.
-	Backend string
-	// Iface, if set, is passed as flanneld --iface: the interface (name or address) that
-	// carries traffic between nodes; flanneld picks the default route's otherwise.
-	Iface string
 	// CNIConfDir is cri-o's CNI configuration directory; DefaultCNIConfDir if empty.
 	CNIConfDir string
 	// APIServer, HOST:PORT, is where flanneld reaches the API (the control-plane endpoint)
@@ -81,12 +74,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if p != p.Masked() {
 		return o, fmt.Errorf("flannel: pod CIDR %s has host bits set: use %s", p, p.Masked())
-	}
-	if o.Backend == "" {
-		o.Backend = DefaultBackend
-	}
-	if !slices.Contains(backends, o.Backend) {
-		return o, fmt.Errorf("flannel: unknown backend %q: use one of %v", o.Backend, backends)
 	}
 	if o.CNIConfDir == "" {
 		o.CNIConfDir = DefaultCNIConfDir
@@ -176,7 +163,7 @@ func setNetConf(cm *corev1.ConfigMap, o Options) error {
 		return fmt.Errorf("manifest %s: %s: %w", manifests.KubeFlannel, netConfKey, err)
 	}
 	nc.Network = o.PodCIDR
-	nc.Backend.Type = o.Backend
+	nc.Backend.Type = Backend
 	b, err := json.MarshalIndent(nc, "", "  ")
 	if err != nil {
 		return err
@@ -193,9 +180,6 @@ func setDaemonSet(ds *appsv1.DaemonSet, o Options) error {
 	for i := range spec.Containers {
 		c := &spec.Containers[i]
 		c.Image = o.Image
-		if c.Name == "kube-flannel" && o.Iface != "" {
-			c.Args = append(c.Args, "--iface="+o.Iface)
-		}
 		if c.Name == "kube-flannel" && o.APIServer != "" {
 			host, port, err := net.SplitHostPort(o.APIServer)
 			if err != nil {

@@ -17,7 +17,7 @@ import (
 var testOpts = Options{Image: "registry.local/k8s-p10/flannel:v0.28.7", PodCIDR: "10.244.0.0/16"}
 
 func TestObjects(t *testing.T) {
-	objs, err := Objects(Options{Image: testOpts.Image, PodCIDR: "10.88.0.0/16", Backend: "host-gw", Iface: "tap0", CNIConfDir: "/etc/u7s/cni"})
+	objs, err := Objects(Options{Image: testOpts.Image, PodCIDR: "10.88.0.0/16", CNIConfDir: "/etc/u7s/cni"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestObjects(t *testing.T) {
 			t.Errorf("container %s image = %q, want %q", c.Name, c.Image, testOpts.Image)
 		}
 	}
-	if got := spec.Containers[0].Args; !slices.Equal(got, []string{"--ip-masq", "--kube-subnet-mgr", "--iface=tap0"}) {
+	if got := spec.Containers[0].Args; !slices.Equal(got, []string{"--ip-masq", "--kube-subnet-mgr"}) {
 		t.Errorf("flanneld args = %v", got)
 	}
 	if !spec.HostNetwork || spec.ServiceAccountName != "flannel" {
@@ -67,7 +67,7 @@ func TestObjects(t *testing.T) {
 	if err := json.Unmarshal([]byte(cm.Data["net-conf.json"]), &nc); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"Network": "10.88.0.0/16", "EnableNFTables": false, "Backend": map[string]any{"Type": "host-gw"}}
+	want := map[string]any{"Network": "10.88.0.0/16", "EnableNFTables": false, "Backend": map[string]any{"Type": "vxlan"}}
 	if g, w := mustJSON(t, nc), mustJSON(t, want); g != w {
 		t.Errorf("net-conf.json = %s, want %s", g, w)
 	}
@@ -105,7 +105,6 @@ func TestObjectsRejectsBadOptions(t *testing.T) {
 		{"no cidr", Options{Image: "x"}, "not an IPv4 CIDR"},
 		{"ipv6 cidr", Options{Image: "x", PodCIDR: "fd00::/56"}, "not an IPv4 CIDR"},
 		{"host bits", Options{Image: "x", PodCIDR: "10.244.1.0/16"}, "use 10.244.0.0/16"},
-		{"backend", Options{Image: "x", PodCIDR: "10.244.0.0/16", Backend: "vxaln"}, `unknown backend "vxaln"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +17,7 @@ import (
 	"github.com/u7s/u7s/internal/release"
 )
 
-// Names of the preflight checks, for PreflightOptions.Ignore and Problem.Check.
+// Names of the preflight checks, for Problem.Check.
 const (
 	CheckRoot            = "root"
 	CheckUIDMap          = "uidmap"
@@ -41,8 +40,6 @@ type PreflightOptions struct {
 	Worker bool
 	// PodCIDR and ServiceCIDR are the cluster's networks; a zero Prefix is not checked.
 	PodCIDR, ServiceCIDR netip.Prefix
-	// Ignore names checks (Check* constants) whose problems are dropped.
-	Ignore []string
 }
 
 // Problem is one failed check: what is wrong and how to fix it.
@@ -81,7 +78,6 @@ func (s *system) preflight(o PreflightOptions) error {
 	all = append(all, s.checkPorts(o)...)
 	all = append(all, s.checkExistingCluster()...)
 	all = append(all, s.checkCIDRs(o)...)
-	all = slices.DeleteFunc(all, func(p Problem) bool { return slices.Contains(o.Ignore, p.Check) })
 	if len(all) == 0 {
 		return nil
 	}
