@@ -56,7 +56,7 @@ func AdminConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s (only a control plane has it): %w", paths.AdminKubeconfig, err)
 	}
-	return cfg, nil
+	return Retrying(cfg), nil
 }
 
 // NodeConfig is the node's own client configuration, the kubelet's kubeconfig, on every role.
@@ -84,7 +84,7 @@ func NodeConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", paths.KubeletKubeconfig, err)
 	}
-	return cfg, nil
+	return Retrying(cfg), nil
 }
 
 // hostFile resolves a namespace path, following symlinks that are absolute inside.

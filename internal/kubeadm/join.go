@@ -86,7 +86,7 @@ func Discover(ctx context.Context, o JoinOptions, timeout time.Duration) (kubern
 	for _, c := range kc.Clusters {
 		cfg := &rest.Config{Host: c.Server, BearerToken: o.Token, Timeout: 15 * time.Second,
 			TLSClientConfig: rest.TLSClientConfig{CAData: c.CertificateAuthorityData}}
-		return kubernetes.NewForConfig(cfg)
+		return kubernetes.NewForConfig(kube.Retrying(cfg))
 	}
 	return nil, fmt.Errorf("the cluster-info of %s names no cluster", o.Endpoint)
 }
