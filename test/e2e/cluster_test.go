@@ -175,7 +175,8 @@ func TestCluster(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end test needs root")
 	}
-	if out, err := hostsCmd(t, "", append([]string{"down"}, clusterHosts...)...); err != nil {
+	top := t // for what subtests leave to the end of the whole test
+	if out, err := hostsCmd(t, "", append([]string{"down", "h5"}, clusterHosts...)...); err != nil {
 		t.Fatalf("removing old hosts: %v\n%s", err, out)
 	}
 	start := time.Now()
@@ -447,6 +448,20 @@ spec:
 			t.Errorf("etcd snapshot save with h1 down: %v\n%s", err, out)
 		}
 		t.Logf("FIGURE upload-certs and a snapshot with h1 down, no balancer retries: %.1f s", time.Since(down).Seconds())
+		// A second worker joins through it (the coordinated reboots use it).
+		if out, err := hostsCmd(t, "", "up", "h5"); err != nil {
+			t.Fatalf("hosts.sh up h5: %v\n%s", err, out)
+		}
+		top.Cleanup(func() { hostsCmd(top, "", "down", "h5") })
+		if out, err := hostsCmd(t, string(pub), "exec", "h5", "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
+			t.Fatalf("copying the signing key to h5: %v\n%s", err, out)
+		}
+		join := joinLine(t, mustOnHost(t, "h2", "u7s token create --print-join-command"), false)
+		start := time.Now()
+		if out, err := onHost(t, "h5", join+" --image-signing-key "+hostSigningKey); err != nil {
+			t.Fatalf("worker join on h5 with h1 down, no balancer retries: %v\n%s", err, tail(out, 30))
+		}
+		t.Logf("FIGURE join to Ready, worker h5 with h1 down: %.0f s", time.Since(start).Seconds())
 		eventually(t, "a write through the balancer with h1 down", 2*time.Minute, func() error {
 			out, err := kc(t, "h2", "scale", "deployment/web", "--replicas=2")
 			if err != nil {
@@ -493,18 +508,7 @@ spec:
 	})
 
 	t.Run("coordinated reboots of two workers: one at a time, drained, uncordoned, serving", func(t *testing.T) {
-		// A second worker.
-		if out, err := hostsCmd(t, "", "up", "h5"); err != nil {
-			t.Fatalf("hosts.sh up h5: %v\n%s", err, out)
-		}
-		t.Cleanup(func() { hostsCmd(t, "", "down", "h5") })
-		if out, err := hostsCmd(t, string(pub), "exec", "h5", "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
-			t.Fatalf("copying the signing key to h5: %v\n%s", err, out)
-		}
-		join := joinLine(t, mustOnHost(t, "h1", "u7s token create --print-join-command"), false)
-		if out, err := onHost(t, "h5", join+" --image-signing-key "+hostSigningKey); err != nil {
-			t.Fatalf("worker join on h5: %v\n%s", err, tail(out, 30))
-		}
+		// The second worker joined while h1 was down.
 		workers := []string{"h4", "h5"}
 		nodesReady(t, "h1", 2*time.Minute, workers...)
 		applyOn(t, "h1", `apiVersion: apps/v1
