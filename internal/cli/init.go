@@ -36,6 +36,7 @@ func nodeFlags(f *pflag.FlagSet, o *phases.Options) {
 	f.StringVar(&o.CgroupMode, "cgroup-mode", "auto", "auto: delegate cgroups so pod limits hold; none: no delegation, no limits")
 	f.BoolVar(&o.NoNodePortForwarding, "no-nodeport-forwarding", false, "do not forward NodePorts from the host automatically (u7s ports add does it by hand)")
 	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a failed run in place for inspection instead of undoing it")
+	f.DurationVar(&o.Timeout, "timeout", config.DefaultStepTimeout, "the longest one step may take: kubeadm's waits for the control plane, the kubelet, TLS bootstrap and discovery, and u7s's for the node; raise it on a very slow host")
 	f.StringVar(&o.RebootWindow, "reboot-window", "", "when a coordinated reboot (/var/run/reboot-required) may start, HH:MM-HH:MM local time (default: any time)")
 	f.BoolVar(&o.NoCoordinatedReboots, "no-coordinated-reboots", false, "ignore /var/run/reboot-required: no drain-and-reboot one node at a time")
 	f.StringVar(&o.ImageSigningKey, "image-signing-key", "", "the site's public key (u7s images keygen): the node runs only images from its registry signed with it")

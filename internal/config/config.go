@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/fsutil"
@@ -60,6 +61,23 @@ type Node struct {
 	NamespaceNetwork string `json:"namespaceNetwork,omitempty"`
 	// Service is true when systemd runs the node (the u7s unit), false for a detached supervisor.
 	Service bool `json:"service"`
+	// StepTimeout is the longest one step of the node may take, as a Go duration (init's and
+	// join's --timeout; "": DefaultStepTimeout): see StepTimeoutOrDefault.
+	StepTimeout string `json:"stepTimeout,omitempty"`
+}
+
+// DefaultStepTimeout is how long one step of a node may take unless --timeout says otherwise:
+// kubeadm's waits for the control plane, the kubelet, TLS bootstrap and discovery, and u7s's for
+// the node to be Ready. A step that takes a minute here takes ten on a host ten times slower (an
+// emulated VM, a small board), which this meets without a flag.
+const DefaultStepTimeout = 10 * time.Minute
+
+// Timeout is the node's step timeout: StepTimeout, or DefaultStepTimeout.
+func (n *Node) Timeout() time.Duration {
+	if d, err := time.ParseDuration(n.StepTimeout); err == nil && d > 0 {
+		return d
+	}
+	return DefaultStepTimeout
 }
 
 // Path is where the node configuration lives.
@@ -82,6 +100,9 @@ func Load() (*Node, error) {
 	// refused here.
 	if _, err := cgroups.For(n.Cgroup); err != nil {
 		return nil, fmt.Errorf("%s: %w", Path, err)
+	}
+	if d, err := time.ParseDuration(n.StepTimeout); n.StepTimeout != "" && (err != nil || d <= 0) {
+		return nil, fmt.Errorf("%s: stepTimeout %q is not a positive duration such as 10m", Path, n.StepTimeout)
 	}
 	return &n, nil
 }

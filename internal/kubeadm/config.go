@@ -77,6 +77,7 @@ func InitDocuments(o InitOptions) ([]byte, error) {
 		NodeRegistration: nodeRegistration(n),
 		CertificateKey:   o.CertificateKey,
 		Patches:          &kubeadmv1.Patches{Directory: PatchesDir},
+		Timeouts:         timeouts(n.Timeout()),
 	}
 	if o.Token != "" {
 		bt, err := bootstraptokenv1.NewBootstrapTokenString(o.Token)
@@ -212,18 +213,35 @@ func dedupe(in []string) []string {
 // UpgradeDocument is the UpgradeConfiguration of kubeadm upgrade apply (to version) and
 // kubeadm upgrade node: the same preflight exceptions as init and join, and this node's
 // patches, which kubeadm would otherwise drop when it rewrites the kubelet's configuration.
-func UpgradeDocument(version string, apiPort int) ([]byte, error) {
+func UpgradeDocument(version string, n *config.Node) ([]byte, error) {
 	patches := &kubeadmv1.Patches{Directory: PatchesDir}
 	return marshalDocuments(&kubeadmv1.UpgradeConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "UpgradeConfiguration"},
 		Apply: kubeadmv1.UpgradeApplyConfiguration{
 			KubernetesVersion:     version,
-			IgnorePreflightErrors: IgnoredPreflightErrors(apiPort),
+			IgnorePreflightErrors: IgnoredPreflightErrors(n.APIServerPort),
 			Patches:               patches,
 		},
 		Node: kubeadmv1.UpgradeNodeConfiguration{
-			IgnorePreflightErrors: IgnoredPreflightErrors(apiPort),
+			IgnorePreflightErrors: IgnoredPreflightErrors(n.APIServerPort),
 			Patches:               patches,
 		},
+		Timeouts: timeouts(n.Timeout()),
 	})
+}
+
+// timeouts are kubeadm's waits for a node whose steps may take up to step each (its defaults,
+// 4 to 5 minutes, fail on a host ten times slower than this machine); its per-call limits get
+// a fifth of it, at least their defaults.
+func timeouts(step time.Duration) *kubeadmv1.Timeouts {
+	d := func(t time.Duration) *metav1.Duration { return &metav1.Duration{Duration: t} }
+	return &kubeadmv1.Timeouts{
+		ControlPlaneComponentHealthCheck: d(step),
+		KubeletHealthCheck:               d(step),
+		TLSBootstrap:                     d(step),
+		Discovery:                        d(step),
+		UpgradeManifests:                 d(step),
+		KubernetesAPICall:                d(max(step/5, time.Minute)),
+		EtcdAPICall:                      d(max(step/5, 2*time.Minute)),
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 
@@ -127,7 +128,7 @@ func TestScheduleWorkloadsTaints(t *testing.T) {
 // The upgrade configuration loads with kubeadm's own loader, and keeps the node's patches and
 // the preflight exceptions init and join have.
 func TestUpgradeDocument(t *testing.T) {
-	doc, err := UpgradeDocument("v1.35.8", 6443)
+	doc, err := UpgradeDocument("v1.35.8", &config.Node{APIServerPort: 6443})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +161,55 @@ func TestIgnoredPreflightPorts(t *testing.T) {
 	}
 	if slices.Contains(got, "Port-6443") {
 		t.Errorf("Port-6443 is ignored for an API server on 7443: %v", got)
+	}
+}
+
+// kubeadm's waits follow the node's step timeout (a slow host's --timeout), through kubeadm's
+// own loader, in init, join and upgrade alike.
+func TestStepTimeouts(t *testing.T) {
+	for _, step := range []string{"", "25m"} {
+		want := config.DefaultStepTimeout
+		if step != "" {
+			want = 25 * time.Minute
+		}
+		n := &config.Node{NodeName: "n", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
+			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", StepTimeout: step}
+		docs, err := InitDocuments(InitOptions{Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ic, err := configutil.BytesToInitConfiguration(docs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jdocs, err := JoinDocuments(JoinOptions{Node: n, Endpoint: "192.0.2.1:8443", Token: "abcdef.0123456789abcdef",
+			CACertHashes: []string{"sha256:" + strings.Repeat("ab", 32)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jc, err := configutil.BytesToJoinConfiguration(jdocs, configutil.LoadOrDefaultConfigurationOptions{SkipCRIDetect: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		udoc, err := UpgradeDocument("v1.35.8", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uc, err := configutil.BytesToUpgradeConfiguration(udoc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, got := range map[string]time.Duration{
+			"init control plane":  ic.Timeouts.ControlPlaneComponentHealthCheck.Duration,
+			"init kubelet":        ic.Timeouts.KubeletHealthCheck.Duration,
+			"join TLS bootstrap":  jc.Timeouts.TLSBootstrap.Duration,
+			"join discovery":      jc.Timeouts.Discovery.Duration,
+			"upgrade manifests":   uc.Timeouts.UpgradeManifests.Duration,
+			"upgrade api call x5": 5 * uc.Timeouts.KubernetesAPICall.Duration,
+		} {
+			if got != want {
+				t.Errorf("step %q: %s %s, want %s", step, what, got, want)
+			}
+		}
 	}
 }

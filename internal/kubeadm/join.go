@@ -57,7 +57,8 @@ func JoinDocuments(o JoinOptions) ([]byte, error) {
 			},
 			TLSBootstrapToken: o.Token,
 		},
-		Patches: &kubeadmv1.Patches{Directory: PatchesDir},
+		Patches:  &kubeadmv1.Patches{Directory: PatchesDir},
+		Timeouts: timeouts(n.Timeout()),
 	}
 	if o.ControlPlane {
 		j.ControlPlane = &kubeadmv1.JoinControlPlane{

@@ -119,8 +119,8 @@ func describe(ws unix.WaitStatus) string {
 
 // Start starts the node: through systemd where the node is a service (the start job ends when
 // the supervisor reports READY=1), else as a detached supervisor; then waits for the
-// namespace (cri-o answering inside).
-func Start(ctx context.Context, asService bool, o Owner) (pid int, err error) {
+// namespace (cri-o answering inside) for up to timeout.
+func Start(ctx context.Context, asService bool, o Owner, timeout time.Duration) (pid int, err error) {
 	if pid := SupervisorPID(); pid != 0 {
 		return pid, nil
 	}
@@ -138,7 +138,7 @@ func Start(ctx context.Context, asService bool, o Owner) (pid int, err error) {
 			return 0, err
 		}
 	}
-	if err := WaitReady(pid, 2*time.Minute); err != nil {
+	if err := WaitReady(pid, timeout); err != nil {
 		return pid, fmt.Errorf("the node's namespace did not come up: %w", err)
 	}
 	return pid, nil

@@ -38,7 +38,7 @@ func networkPhase(install bool) workflow.Phase {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(d.Ctx, 2*time.Minute)
+		ctx, cancel := context.WithTimeout(d.Ctx, n.Timeout())
 		defer cancel()
 		if err := waitNodeObject(ctx, cs, n.NodeName); err != nil {
 			return err
@@ -84,7 +84,7 @@ func waitPhase() workflow.Phase {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(d.Ctx, 5*time.Minute)
+		ctx, cancel := context.WithTimeout(d.Ctx, n.Timeout())
 		defer cancel()
 		d.step("waiting for node %s to be Ready and its pods to run", n.NodeName)
 		return kube.WaitNodeReady(ctx, cs, n.NodeName, d.Out)

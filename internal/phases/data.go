@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
@@ -41,6 +42,8 @@ type Options struct {
 	// Coordinated reboots.
 	RebootWindow         string
 	NoCoordinatedReboots bool
+	// Timeout is the longest one step may take (config.Node.StepTimeout).
+	Timeout time.Duration
 
 	// init.
 	PodCIDR              string

@@ -114,6 +114,9 @@ func (d *Data) writeConfig() error {
 		Cgroup:               d.cgroup,
 		Service:              service.Systemd(),
 	}
+	if d.O.Timeout != config.DefaultStepTimeout {
+		n.StepTimeout = d.O.Timeout.String()
+	}
 	if n.Cgroup == "" {
 		n.Cgroup = cgroups.None // --dry-run, or the cgroups phase skipped
 	}

@@ -55,7 +55,7 @@ func startNode(d *Data, n *config.Node) error {
 		d.step("starting the node's namespace (rootlesskit, slirp4netns, cri-o) as a detached supervisor (systemd is not PID 1)")
 	}
 	start := time.Now()
-	pid, err := node.Start(d.Ctx, n.Service, o)
+	pid, err := node.Start(d.Ctx, n.Service, o, n.Timeout())
 	if err != nil {
 		return err
 	}

@@ -137,6 +137,9 @@ func (d *Data) checkFlags() error {
 			ps = append(ps, fmt.Sprintf("--image-signing-key: %v", err))
 		}
 	}
+	if o.Timeout <= 0 {
+		ps = append(ps, fmt.Sprintf("--timeout %s: want a positive duration such as 10m (longer on a very slow host)", o.Timeout))
+	}
 	switch o.CgroupMode {
 	case "auto", "none":
 	default:

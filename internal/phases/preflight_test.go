@@ -3,13 +3,14 @@ package phases
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each bad flag is named with its fix; good flags pass. Nothing here touches the host.
 func TestCheckFlags(t *testing.T) {
 	hash := "sha256:" + strings.Repeat("ab", 32)
 	good := Options{BindPort: 6443, CgroupMode: "auto", Endpoint: "192.0.2.1:6443", Token: "abcdef.0123456789abcdef",
-		CACertHashes: []string{hash}, PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12"}
+		CACertHashes: []string{hash}, PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", Timeout: 10 * time.Minute}
 	for _, tc := range []struct {
 		name, flow string
 		change     func(*Options)
@@ -27,6 +28,7 @@ func TestCheckFlags(t *testing.T) {
 		{"key without control plane", FlowJoin, func(o *Options) { o.CertificateKey = strings.Repeat("0", 64) }, "for --control-plane only"},
 		{"short key", FlowJoin, func(o *Options) { o.ControlPlane = true; o.CertificateKey = "abc" }, "64 hex digits"},
 		{"bad port", FlowInit, func(o *Options) { o.BindPort = 70000 }, "--apiserver-bind-port"},
+		{"no timeout", FlowInit, func(o *Options) { o.Timeout = 0 }, "--timeout 0s"},
 		{"bad cgroup mode", FlowInit, func(o *Options) { o.CgroupMode = "v3" }, "--cgroup-mode"},
 		{"small pod network", FlowInit, func(o *Options) { o.PodCIDR = "10.244.0.0/25" }, "too small"},
 		{"bad service network", FlowInit, func(o *Options) { o.ServiceCIDR = "x" }, "--service-cidr"},

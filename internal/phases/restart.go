@@ -15,11 +15,6 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 )
 
-// restartTimeout bounds the wait for a restarted node: ten times what a node takes here, so that
-// a slow host (an emulated VM, a small board) is not given up on; the wait prints what it waits
-// for meanwhile.
-const restartTimeout = 15 * time.Minute
-
 // Restart is the one restart sequence of the flows that restart a node (upgrade, certs renew;
 // restore starts one it stopped): stop it, then startAndWait. kubelet, if not "", is the kubelet
 // version the node must come back with.
@@ -40,7 +35,7 @@ func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet st
 	if err := Prepare(n); err != nil {
 		return err
 	}
-	if _, err := node.Start(ctx, n.Service, owner); err != nil {
+	if _, err := node.Start(ctx, n.Service, owner, n.Timeout()); err != nil {
 		return err
 	}
 	cs, err := kube.Node()
@@ -51,7 +46,9 @@ func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet st
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	// The node's step timeout: a slow host (an emulated VM, a small board) is not given up on;
+	// the wait prints what it waits for meanwhile.
+	ctx, cancel := context.WithTimeout(ctx, n.Timeout())
 	defer cancel()
 	if kubelet != "" {
 		if err := waitKubelet(ctx, cs, n.NodeName, kubelet); err != nil {

@@ -262,7 +262,7 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 		if err != nil {
 			return err
 		}
-		doc, err := kubeadm.UpgradeDocument(d.O.Version, d.node.APIServerPort)
+		doc, err := kubeadm.UpgradeDocument(d.O.Version, d.node)
 		if err != nil {
 			return err
 		}
@@ -319,7 +319,7 @@ func upgradeUncordonPhase(next string) workflow.Phase {
 			return err
 		}
 		d.Locked = false
-		ctx, cancel := context.WithTimeout(d.Ctx, 2*time.Minute)
+		ctx, cancel := context.WithTimeout(d.Ctx, d.node.Timeout())
 		defer cancel()
 		if err := waitUncordoned(ctx, d.cs, d.node.NodeName); err != nil {
 			return err
