@@ -57,8 +57,10 @@ fi
 [ "$what" = all ] || [ "$what" = e2e ] || exit 0
 
 suite "build: u7s, components" make u7s components
-# The chroot tests of upstream's busybox behaviour skip until its busybox is built: now it is.
-suite "unit: chroot with busybox" go test -tags "$tags" -count=1 -run TestChroot ./internal/imagebuild/
+# The unit tests that need the built components, skipped by the unit suite until they exist:
+# the chroot tests of upstream's busybox behaviour, and crio.conf read by cri-o's own loader.
+suite "unit: with the components" env U7S_COMPONENTS_BUILT=1 \
+	go test -tags "$tags" -count=1 -run 'TestChroot|TestCrioLoadsConfig' ./internal/imagebuild/ ./internal/crio/
 suite "install" make install
 suite "images" make images
 suite "previous releases" make previous-release
