@@ -37,7 +37,7 @@ func Failed(ctx context.Context, flow string, d *Data, keep bool, out io.Writer,
 		err = &logsMoved{err: err, from: paths.LogDir, to: kept}
 	}
 	fmt.Fprintf(out, "%s failed; undoing what it did...\n", flow)
-	if rerr := Undo(ctx); rerr != nil {
+	if rerr := Undo(ctx, flow); rerr != nil {
 		fmt.Fprintf(out, "warning: undoing: %v\n", rerr)
 	}
 	return err

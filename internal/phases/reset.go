@@ -168,12 +168,19 @@ func killUserProcesses() int {
 	return killed
 }
 
-// Undo is what a failed init or join runs: reset's phases. A control plane whose join failed
-// after kubeadm added its etcd member must leave, or the others' quorum counts a dead member.
-func Undo(ctx context.Context) error {
+// Undo is what a failed init or join (flow) runs: reset's phases. A control plane whose join
+// failed after kubeadm added its etcd member must leave, or the others' quorum counts a dead
+// member.
+func Undo(ctx context.Context, flow string) error {
 	d := &Data{Ctx: ctx, printer: printer{discard{}}, Flow: FlowReset}
+	ps := Reset()
+	if flow == FlowInit {
+		// A failed init leaves no cluster that would keep its etcd member or its Node: there is
+		// nothing to leave, and asking its dead API server would only wait.
+		ps = slices.DeleteFunc(ps, func(p workflow.Phase) bool { return p.Name == leavePhase().Name })
+	}
 	var errs []error
-	for _, p := range Reset() {
+	for _, p := range ps {
 		if err := p.Run(d); err != nil {
 			errs = append(errs, err)
 		}

@@ -240,10 +240,11 @@ func TestNode(t *testing.T) {
 		hostUnchanged(t)
 
 		// Images signed with another key than the node's: preflight would refuse them before
-		// changing anything; skipped, the node starts and kubeadm's image pull fails inside it.
+		// changing anything; skipped, the node starts and kubeadm's image pull fails inside it
+		// (should it wait for a control plane instead, --timeout bounds that).
 		keys := t.TempDir()
 		must(t, u7s, "images", "keygen", "--dir", keys)
-		out, err = run(t, u7s, "init", "--skip-phases", "preflight", "--image-signing-key", filepath.Join(keys, "u7s-signing.pub"))
+		out, err = run(t, u7s, "init", "--skip-phases", "preflight", "--timeout", "2m", "--image-signing-key", filepath.Join(keys, "u7s-signing.pub"))
 		if err == nil || !strings.Contains(out, "undoing") {
 			t.Errorf("init with another signing key, preflight skipped: want a failure that is undone, got %v: %s", err, tail(out, 30))
 		}
