@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -29,7 +28,6 @@ import (
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/paths"
-	"github.com/u7s/u7s/internal/version"
 )
 
 // JoinOptions are the choices of `u7s join` that reach kubeadm.
@@ -173,36 +171,15 @@ func RemoveEtcdMember(n *config.Node) error {
 	return nil
 }
 
-// UploadCerts runs kubeadm's upload-certs phase on the host (admin.conf, /etc/kubernetes/pki):
-// the control-plane certificates, encrypted with key, into the kubeadm-certs Secret.
-func UploadCerts(key string, out io.Writer) error {
-	cc := &kubeadmv1.ClusterConfiguration{
-		TypeMeta:          metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "ClusterConfiguration"},
-		KubernetesVersion: version.Pinned.Kubernetes,
-		CertificatesDir:   paths.PKIDir,
-	}
-	ic := &kubeadmv1.InitConfiguration{
-		TypeMeta:         metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "InitConfiguration"},
-		CertificateKey:   key,
-		NodeRegistration: kubeadmv1.NodeRegistrationOptions{CRISocket: "unix://" + paths.CRIOSocket},
-	}
-	doc, err := marshalDocuments(ic, cc)
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp("", "u7s-upload-certs-*.yaml")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(doc); err != nil {
-		return err
-	}
-	f.Close()
-	filter := NewOutputFilter(out)
-	defer filter.Flush()
-	return Run([]string{"init", "phase", "upload-certs", "--upload-certs",
-		"--config", f.Name(), "--kubeconfig", paths.AdminKubeconfig}, nil, filter, filter)
+// UploadCerts uploads the control-plane certificates of this host (/etc/kubernetes/pki),
+// encrypted with key, into the kubeadm-certs Secret through cs: kubeadm's own upload
+// (copycerts, linked). Not kubeadm's "init phase upload-certs", which first makes sure of the
+// admin group's ClusterRoleBinding and, on a control plane that joined (no super-admin.conf),
+// fails when an API server not yet ready answers that check with Forbidden.
+func UploadCerts(cs kubernetes.Interface, key string) error {
+	cfg := &kubeadmapi.InitConfiguration{}
+	cfg.CertificatesDir = paths.PKIDir
+	return copycerts.UploadCerts(cs, cfg, key)
 }
 
 // Networks are the cluster's pod and Service networks: a node's namespace fences them.

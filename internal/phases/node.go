@@ -179,12 +179,20 @@ func uploadCertsPhase() workflow.Phase {
 				return err
 			}
 			// kubeadm init uploaded them already when it was given the key.
-			if d.certKey == "" {
+			uploaded := d.certKey == ""
+			if uploaded {
 				if err := d.uploadCerts(); err != nil {
 					return err
 				}
 			}
-			return d.uploadEncryption()
+			if err := d.uploadEncryption(); err != nil {
+				return err
+			}
+			if uploaded { // run alone: the key is the last line
+				d.step("the certificate key (u7s join --control-plane --certificate-key):")
+				fmt.Fprintln(d.Out, d.certKey)
+			}
+			return nil
 		},
 	}
 }
@@ -201,11 +209,15 @@ func (d *Data) uploadCerts() error {
 	if err != nil {
 		return err
 	}
+	cs, err := kube.Admin()
+	if err != nil {
+		return err
+	}
 	d.step("uploading the control-plane certificates (valid for 2 hours)")
-	if err := kubeadm.UploadCerts(key, d.Out); err != nil {
+	if err := kubeadm.UploadCerts(cs, key); err != nil {
 		return fmt.Errorf("uploading the certificates: %w", err)
 	}
-	d.certKey = key // kubeadm's last line is the key
+	d.certKey = key
 	return nil
 }
 
