@@ -163,12 +163,22 @@ func (c *Coordinator) drainAndApprove(ctx context.Context, l *coordinationv1.Lea
 	if err := c.setUnschedulable(ctx, n.Name, true); err != nil {
 		return err
 	}
-	if err := c.drain(ctx, n.Name); err != nil {
+	if err := c.drain(ctx, n.Name, func() error { return c.renew(ctx, &l) }); err != nil {
+		if errors.Is(err, errLockLost) {
+			return nil // another coordinator holds the lock now and goes on with it
+		}
 		c.Logf("maintenance of %s: %v; uncordoning, the request stays and is tried again", n.Name, err)
 		if uerr := c.setUnschedulable(ctx, n.Name, false); uerr != nil {
 			return uerr
 		}
 		return c.release(ctx, l)
+	}
+	// Still ours: approved, the node reboots, and only one may.
+	if err := c.renew(ctx, &l); err != nil {
+		if errors.Is(err, errLockLost) {
+			return nil
+		}
+		return err
 	}
 	if err := c.annotate(ctx, n.Name, ApprovedAnnotation, ptr.To(now.UTC().Format(time.RFC3339))); err != nil {
 		return err
@@ -215,6 +225,26 @@ func (c *Coordinator) follow(ctx context.Context, l *coordinationv1.Lease, holde
 	return err
 }
 
+// errLockLost: the Lease changed under this coordinator (another one took or renewed it).
+var errLockLost = errors.New("the maintenance lock changed hands")
+
+// renew renews the lock *l while its node is drained: a drain on a loaded cluster outlasts the
+// Lease's 60 s, and an expired Lease would let another coordinator grant a second node while
+// this one is still cordoned.
+func (c *Coordinator) renew(ctx context.Context, l **coordinationv1.Lease) error {
+	cp := (*l).DeepCopy()
+	cp.Spec.RenewTime = ptr.To(metav1.NewMicroTime(c.clock()))
+	nl, err := c.Client.CoordinationV1().Leases(metav1.NamespaceSystem).Update(ctx, cp, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return errLockLost
+	}
+	if err != nil {
+		return err
+	}
+	*l = nl
+	return nil
+}
+
 func (c *Coordinator) release(ctx context.Context, l *coordinationv1.Lease) error {
 	l = l.DeepCopy()
 	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = nil, nil, nil
@@ -248,10 +278,15 @@ func Annotate(ctx context.Context, cs kubernetes.Interface, node, key string, va
 
 // drain evicts every pod of the node but DaemonSets' and static (mirror) pods, through the
 // Eviction API, so that PodDisruptionBudgets hold; it waits for them to be gone.
-func (c *Coordinator) drain(ctx context.Context, node string) error {
+// drain evicts the node's pods and waits until they are gone, calling keep (which renews the
+// lock) at every round; its error ends the drain.
+func (c *Coordinator) drain(ctx context.Context, node string, keep func() error) error {
 	deadline := time.Now().Add(c.DrainTimeout) // wall time: the drain really waits
 	var blocked error
 	for {
+		if err := keep(); err != nil {
+			return err
+		}
 		pods, err := c.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
 		if err != nil {
 			return err
