@@ -19,13 +19,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +49,7 @@ var vmPackages = []string{"linux-image-amd64", "udev", "openssh-server", "libpam
 func diskFile(name string) string  { return filepath.Join(hostDir(name), "disk.qcow2") }
 func seedFile(name string) string  { return filepath.Join(hostDir(name), "seed.tar") }
 func qmpSocket(name string) string { return filepath.Join(RunDir, name+".qmp") }
+func sshSocket(name string) string { return filepath.Join(RunDir, name+".ssh") }
 func vmKey() string                { return filepath.Join(CacheDir, "vm-ssh-key") }
 
 // A base image's kernel and initrd lie next to it: qemu boots them directly.
@@ -95,14 +94,30 @@ ExecStart=/bin/touch /var/lib/u7s-test-seeded
 WantedBy=sysinit.target
 `
 
-// vmFiles are what the VM root has beyond its packages. sshd's host keys are made at each
-// VM's first boot (Debian's unit only tests them).
-func vmFiles(pubKey string) map[string]string {
-	return map[string]string{
-		"etc/fstab":                                  "/dev/vda / ext4 rw,errors=remount-ro 0 1\n",
-		"root/.ssh/authorized_keys":                  pubKey,
-		"etc/systemd/system/u7s-test-seed.service":   seedUnit,
-		"etc/systemd/system/ssh.service.d/keys.conf": "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+// initramfsHook puts in the initramfs the drivers of the VM's root and nothing else
+// (MODULES=list): unpacking Debian's default one, every driver there is, takes most of a
+// minute under emulation.
+const initramfsHook = `#!/bin/sh
+[ "$1" = prereqs ] && exit 0
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules virtio_pci virtio_blk ext4
+`
+
+type vmFile struct {
+	path, content string
+	mode          os.FileMode
+}
+
+// vmFiles are what the VM root has beyond its packages, in place before they are installed.
+// sshd's host keys are made at each VM's first boot (Debian's unit only tests them).
+func vmFiles(pubKey string) []vmFile {
+	return []vmFile{
+		{"etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n", 0o644},
+		{"root/.ssh/authorized_keys", pubKey, 0o600},
+		{"etc/systemd/system/u7s-test-seed.service", seedUnit, 0o644},
+		{"etc/systemd/system/ssh.service.d/keys.conf", "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n", 0o644},
+		{"etc/initramfs-tools/conf.d/u7s-vm.conf", "MODULES=list\n", 0o644},
+		{"etc/initramfs-tools/hooks/u7s-vm", initramfsHook, 0o755},
 	}
 }
 
@@ -136,8 +151,8 @@ func ensureVMRoot(fresh bool) (string, string, error) {
 	}
 	files := vmFiles(pub)
 	h := sha256.New()
-	for _, p := range slices.Sorted(maps.Keys(files)) {
-		fmt.Fprintf(h, "%s\x00%s\x00", p, files[p])
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%s\x00%o\x00", f.path, f.content, f.mode)
 	}
 	want := fmt.Sprintf("%s+%s+%x", strings.TrimSpace(string(srcWant)), strings.Join(vmPackages, ","), h.Sum(nil)[:8])
 	dir := src + "-vm"
@@ -152,25 +167,25 @@ func ensureVMRoot(fresh bool) (string, string, error) {
 	if err := run("cp", "-a", "--reflink=auto", src, tmp); err != nil {
 		return "", "", err
 	}
-	script := "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends " +
-		strings.Join(vmPackages, " ") + " >/dev/null; apt-get clean; rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"
-	cmd := exec.Command("systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", tmp, "--resolv-conf=copy-host",
-		"--pipe", "--", "/bin/sh", "-c", script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("installing %s for VMs: %w\n%s", strings.Join(vmPackages, " "), err, out)
-	}
-	for p, content := range files {
-		full := filepath.Join(tmp, p)
+	for _, f := range files {
+		full := filepath.Join(tmp, f.path)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			return "", "", err
 		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(full, []byte(f.content), f.mode); err != nil {
 			return "", "", err
 		}
 	}
 	if err := os.Symlink("/etc/systemd/system/u7s-test-seed.service",
 		filepath.Join(tmp, "etc/systemd/system/sysinit.target.wants/u7s-test-seed.service")); err != nil {
 		return "", "", err
+	}
+	script := "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends " +
+		strings.Join(vmPackages, " ") + " >/dev/null; apt-get clean; rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"
+	cmd := exec.Command("systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", tmp, "--resolv-conf=copy-host",
+		"--pipe", "--", "/bin/sh", "-c", script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("installing %s for VMs: %w\n%s", strings.Join(vmPackages, " "), err, out)
 	}
 	_ = os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
@@ -382,9 +397,10 @@ func ensureTap(h *Host) error {
 	return run("ip", "link", "set", tap, "master", Bridge, "up")
 }
 
-// removeVM removes what a VM has outside its directory: its tap device and qemu's socket.
+// removeVM removes what a VM has outside its directory: its tap device, qemu's and ssh's sockets.
 func removeVM(h *Host) error {
 	_ = os.Remove(qmpSocket(h.Name))
+	_ = os.Remove(sshSocket(h.Name))
 	if exec.Command("ip", "link", "show", tapName(h)).Run() != nil {
 		return nil
 	}
@@ -457,10 +473,14 @@ func powerdown(sock string) error {
 	return nil
 }
 
-// sshArgv runs the shell command remote as root on the VM.
+// sshArgv runs the shell command remote as root on the VM. Commands share one connection,
+// kept a while after the last: a new one costs seconds of the guest's emulated CPU, a new
+// session on it a tenth of a second.
 func sshArgv(h *Host, remote string) []string {
 	return []string{"ssh", "-i", vmKey(), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+		"-o", "ControlMaster=auto", "-o", "ControlPath=" + sshSocket(h.Name), "-o", "ControlPersist=120",
+		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
 		"root@" + h.Addr.String(), remote}
 }
 
