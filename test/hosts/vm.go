@@ -487,6 +487,9 @@ func sshArgv(h *Host, remote string) []string {
 // vmEnterArgv is EnterArgv for a VM: ssh, with the same clean environment. Its command runs
 // in the session's scope of the guest's systemd (pam_systemd), as a user's would.
 func vmEnterArgv(h *Host, env, args []string) ([]string, error) {
+	if !Running(h.Name) {
+		return nil, fmt.Errorf("host %s is not running: scripts/hosts.sh boot %s", h.Name, h.Name)
+	}
 	words := append([]string{"exec", "/usr/bin/env", "-i", "PATH=" + hostPath, "HOME=/root", "LANG=C.UTF-8", "TERM=" + os.Getenv("TERM")}, env...)
 	words = append(words, args...)
 	for i, w := range words {
