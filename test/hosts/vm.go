@@ -212,17 +212,20 @@ func vmDeb(deb string) (string, error) {
 // (none with Fresh), as an ext4 image named by what it holds, with its kernel and initrd
 // beside it. It runs under makeHosts's lock, and removes the bases no VM uses any more.
 func ensureVMBase(o Options) (string, error) {
+	deb := ""
+	if !o.Fresh {
+		var err error
+		if deb, err = vmDeb(o.Deb); err != nil {
+			return "", err
+		}
+	}
 	root, want, err := ensureVMRoot(o.Fresh)
 	if err != nil {
 		return "", err
 	}
 	key := sha256.New()
 	io.WriteString(key, want)
-	deb := ""
-	if !o.Fresh {
-		if deb, err = vmDeb(o.Deb); err != nil {
-			return "", err
-		}
+	if deb != "" {
 		f, err := os.Open(deb)
 		if err != nil {
 			return "", err
