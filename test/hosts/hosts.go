@@ -723,7 +723,7 @@ func childOf(pid int) int {
 // scope of its own systemd, with a clean environment, and moves the calling process into the
 // host's cgroups first: nsenter changes namespaces, not cgroups, and a process left in the
 // machine's cgroups (such as a detached node) would sit outside the host's. The caller execs
-// the result, which keeps the standard streams and the exit status.
+// the result, which keeps the standard streams and the exit status. On a VM it is ssh.
 func EnterArgv(name string, env []string, args []string) ([]string, error) {
 	h, err := Load(name)
 	if err != nil {
