@@ -606,6 +606,9 @@ func Boot(name string) error {
 	start := time.Now()
 	pid := runnerPID(name)
 	if pid == 0 {
+		if h.VM {
+			closeSSH(h)
+		}
 		Logf("booting %s", name)
 		exe, err := os.Executable()
 		if err != nil {

@@ -400,10 +400,11 @@ func ensureTap(h *Host) error {
 	return run("ip", "link", "set", tap, "master", Bridge, "up")
 }
 
-// removeVM removes what a VM has outside its directory: its tap device, qemu's and ssh's sockets.
+// removeVM removes what a VM has outside its directory: its tap device, qemu's socket and
+// ssh's connection.
 func removeVM(h *Host) error {
 	_ = os.Remove(qmpSocket(h.Name))
-	_ = os.Remove(sshSocket(h.Name))
+	closeSSH(h)
 	if exec.Command("ip", "link", "show", tapName(h)).Run() != nil {
 		return nil
 	}
@@ -478,13 +479,21 @@ func powerdown(sock string) error {
 
 // sshArgv runs the shell command remote as root on the VM. Commands share one connection,
 // kept a while after the last: a new one costs seconds of the guest's emulated CPU, a new
-// session on it a tenth of a second.
+// session on it a tenth of a second. The timeouts are generous: on a loaded machine the niced
+// guest takes tens of seconds to answer.
 func sshArgv(h *Host, remote string) []string {
 	return []string{"ssh", "-i", vmKey(), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=90",
 		"-o", "ControlMaster=auto", "-o", "ControlPath=" + sshSocket(h.Name), "-o", "ControlPersist=120",
-		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+		"-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8",
 		"root@" + h.Addr.String(), remote}
+}
+
+// closeSSH ends the shared connection, if any: one to a guest that has gone would hold the
+// next commands until its keepalives fail.
+func closeSSH(h *Host) {
+	_ = exec.Command("ssh", "-o", "ControlPath="+sshSocket(h.Name), "-O", "exit", "root@"+h.Addr.String()).Run()
+	_ = os.Remove(sshSocket(h.Name))
 }
 
 // vmEnterArgv is EnterArgv for a VM: ssh, with the same clean environment. Its command runs
@@ -519,7 +528,7 @@ func shellQuote(s string) string {
 // port answers.
 func waitVM(h *Host, runner int, start time.Time, timeout time.Duration) error {
 	deadline := start.Add(timeout)
-	state := ""
+	state, sshErr := "", "its port 22 is closed"
 	for time.Now().Before(deadline) {
 		if !alive(runner) {
 			return fmt.Errorf("VM %s stopped while booting: see %s", h.Name, consoleLog(h.Name))
@@ -528,9 +537,12 @@ func waitVM(h *Host, runner int, start time.Time, timeout time.Duration) error {
 			c.Close()
 			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			argv := sshArgv(h, "systemctl is-system-running --wait")
-			out, _ := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
 			cancel()
-			state = strings.TrimSpace(string(out))
+			state, sshErr = strings.TrimSpace(string(out)), fmt.Sprintf("%v %s", err, strings.TrimSpace(stderr.String()))
 			if state == "running" || state == "degraded" {
 				Logf("%s is up (systemd %s) %.0fs after boot", h.Name, state, time.Since(start).Seconds())
 				return nil
@@ -538,8 +550,5 @@ func waitVM(h *Host, runner int, start time.Time, timeout time.Duration) error {
 		}
 		time.Sleep(time.Second)
 	}
-	if state == "" {
-		state = "no answer through ssh"
-	}
-	return fmt.Errorf("VM %s did not boot within %s (systemd: %q): see %s", h.Name, timeout, state, consoleLog(h.Name))
+	return fmt.Errorf("VM %s did not boot within %s (systemd: %q; ssh: %s): see %s", h.Name, timeout, state, sshErr, consoleLog(h.Name))
 }
