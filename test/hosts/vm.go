@@ -37,8 +37,9 @@ const (
 	vmCPUs      = 2
 	// vmDiskSize fits a Kubernetes node's images and logs; the files are sparse.
 	vmDiskSize = "32G"
-	// vmBootTimeout: a first boot under TCG takes about a minute on an idle machine.
-	vmBootTimeout = 5 * time.Minute
+	// vmBootTimeout: a first boot under TCG takes about a minute on an idle machine, and many
+	// more when the machine's other tests leave the niced guest little CPU.
+	vmBootTimeout = 10 * time.Minute
 )
 
 // vmPackages are what a VM needs beyond a container: its kernel and initramfs, udev (on a
@@ -411,7 +412,8 @@ func removeVM(h *Host) error {
 	return run("ip", "link", "del", tapName(h))
 }
 
-// runVM runs qemu until the guest powers off; SIGTERM presses its power button.
+// runVM runs qemu until the guest powers off. SIGTERM presses its power button, again every
+// 20 seconds: a guest still booting has no logind yet to heed it.
 func runVM(h *Host) error {
 	argv := qemuArgs(h)
 	stop := make(chan os.Signal, 1)
@@ -428,11 +430,17 @@ func runVM(h *Host) error {
 	select {
 	case err = <-done:
 	case <-stop:
-		if perr := powerdown(qmpSocket(h.Name)); perr != nil {
-			fmt.Printf("== %s: pressing the power button: %v; stopping qemu\n", time.Now().Format(time.RFC3339), perr)
-			_ = cmd.Process.Signal(syscall.SIGTERM)
+		for exited := false; !exited; {
+			if perr := powerdown(qmpSocket(h.Name)); perr != nil {
+				fmt.Printf("== %s: pressing the power button: %v; stopping qemu\n", time.Now().Format(time.RFC3339), perr)
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}
+			select {
+			case err = <-done:
+				exited = true
+			case <-time.After(20 * time.Second):
+			}
 		}
-		err = <-done
 	}
 	fmt.Printf("== %s: qemu exited (%v)\n", time.Now().Format(time.RFC3339), err)
 	return nil
