@@ -4,7 +4,8 @@
 // has its own root file system (a copy of one cached debootstrap), network, hostname and init.
 //
 // The fresh-host test runs the README's quick start in one; the multi-host tests boot several
-// and install u7s on them the way a user does.
+// and install u7s on them the way a user does. VM hosts (vm.go) are qemu machines on the same
+// bridge with a kernel of their own, for what a shared kernel cannot give (cgroup v2 here).
 package hosts
 
 import (
@@ -64,6 +65,23 @@ type Host struct {
 	BindsRO []string `json:"bindsRO,omitempty"`
 	// OwnRegistry: registry.local is not pointed at this machine (the host runs its own).
 	OwnRegistry bool `json:"ownRegistry,omitempty"`
+	// VM: a qemu machine (vm.go) whose disk overlays the base image Base.
+	VM   bool   `json:"vm,omitempty"`
+	Base string `json:"base,omitempty"`
+}
+
+func (h *Host) save() error {
+	b, _ := json.MarshalIndent(h, "", "  ")
+	return fsutil.WriteFileAtomic(hostFile(h.Name), append(b, '\n'), 0o644)
+}
+
+// etcHosts is the host's /etc/hosts: its name, and registry.local at this machine.
+func etcHosts(h *Host) string {
+	s := fmt.Sprintf("127.0.0.1\tlocalhost\n%s\t%s\n", h.Addr, h.Name)
+	if !h.OwnRegistry {
+		s += fmt.Sprintf("%s\tregistry.local\n", Gateway)
+	}
+	return s
 }
 
 func hostDir(name string) string    { return filepath.Join(StateDir, name) }
@@ -301,6 +319,8 @@ type Options struct {
 	Fresh bool
 	// Deb is the u7s package to install instead of this tree's _output/u7s_*.deb.
 	Deb string
+	// VM hosts are qemu machines with a kernel of their own (vm.go).
+	VM bool
 }
 
 // Up makes each named host (once) and boots it, waiting until its systemd runs.
@@ -309,6 +329,9 @@ func Up(names []string, o Options) error {
 		if err := validName(n); err != nil {
 			return err
 		}
+	}
+	if o.VM && len(o.Binds)+len(o.BindsRO) > 0 {
+		return errors.New("a VM has its own disk: --bind and --bind-ro are for nspawn hosts")
 	}
 	if err := makeHosts(names, o); err != nil {
 		return err
@@ -347,11 +370,30 @@ func makeHosts(names []string, o Options) error {
 	if err := ensureNetwork(); err != nil {
 		return err
 	}
+	var missing []string
 	for _, n := range names {
 		if _, err := Load(n); err != nil {
+			missing = append(missing, n)
+		}
+	}
+	if !o.VM {
+		for _, n := range missing {
 			if err := create(n, o); err != nil {
 				return fmt.Errorf("making host %s: %w", n, err)
 			}
+		}
+		return nil
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	base, err := ensureVMBase(o)
+	if err != nil {
+		return fmt.Errorf("making the VM base image: %w", err)
+	}
+	for _, n := range missing {
+		if err := createVM(n, o, base); err != nil {
+			return fmt.Errorf("making VM %s: %w", n, err)
 		}
 	}
 	return nil
@@ -383,10 +425,11 @@ func create(name string, o Options) error {
 	if err != nil {
 		return err
 	}
+	h := Host{Name: name, Addr: addr, Binds: o.Binds, BindsRO: o.BindsRO, OwnRegistry: o.OwnRegistry}
 	files := map[string]string{
 		"etc/hostname":    name + "\n",
 		"etc/machine-id":  hex.EncodeToString(id) + "\n",
-		"etc/hosts":       fmt.Sprintf("127.0.0.1\tlocalhost\n%s\t%s\n", addr, name),
+		"etc/hosts":       etcHosts(&h),
 		"etc/resolv.conf": resolv,
 		"etc/systemd/network/10-host0.network": fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
 			addr, Subnet.Bits(), Gateway),
@@ -402,9 +445,6 @@ func create(name string, o Options) error {
 	files["etc/login.defs"] = string(defs) + fmt.Sprintf("\n# test host %s: ids apart from the other hosts'\nSYS_UID_MAX %d\nSYS_GID_MAX %d\n", name, 900-10*i, 900-10*i)
 	reserved := fmt.Sprintf("test-host-reserved:100000:%d\n", i*1048576)
 	files["etc/subuid"], files["etc/subgid"] = reserved, reserved
-	if !o.OwnRegistry {
-		files["etc/hosts"] += fmt.Sprintf("%s\tregistry.local\n", Gateway)
-	}
 	for p, content := range files {
 		full := filepath.Join(root, p)
 		_ = os.Remove(full) // resolv.conf may be a symlink
@@ -418,9 +458,7 @@ func create(name string, o Options) error {
 			return err
 		}
 	}
-	h := Host{Name: name, Addr: addr, Binds: o.Binds, BindsRO: o.BindsRO, OwnRegistry: o.OwnRegistry}
-	b, _ := json.MarshalIndent(h, "", "  ")
-	return fsutil.WriteFileAtomic(hostFile(name), append(b, '\n'), 0o644)
+	return h.save()
 }
 
 // resolvConf gives the hosts this machine's name servers (they reach them through the NAT).
@@ -560,8 +598,17 @@ func Boot(name string) error {
 	if err := ensureNetwork(); err != nil {
 		return err
 	}
+	if h.VM {
+		if err := ensureTap(h); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
 	pid := runnerPID(name)
 	if pid == 0 {
+		if h.VM {
+			closeSSH(h)
+		}
 		Logf("booting %s", name)
 		exe, err := os.Executable()
 		if err != nil {
@@ -586,6 +633,9 @@ func Boot(name string) error {
 			return err
 		}
 		_ = cmd.Process.Release()
+	}
+	if h.VM {
+		return waitVM(h, pid, start, vmBootTimeout)
 	}
 	return waitRunning(h, pid, 2*time.Minute)
 }
@@ -638,6 +688,9 @@ func addrUp(h *Host) bool {
 
 // Leader is the pid of the host's init (systemd), the child of its systemd-nspawn.
 func Leader(name string) (int, error) {
+	if h, err := Load(name); err == nil && h.VM {
+		return 0, fmt.Errorf("host %s is a VM: its init runs under its own kernel, reach it with exec", name)
+	}
 	runner := runnerPID(name)
 	if runner == 0 {
 		return 0, fmt.Errorf("host %s is not running: scripts/hosts.sh boot %s", name, name)
@@ -673,8 +726,15 @@ func childOf(pid int) int {
 // scope of its own systemd, with a clean environment, and moves the calling process into the
 // host's cgroups first: nsenter changes namespaces, not cgroups, and a process left in the
 // machine's cgroups (such as a detached node) would sit outside the host's. The caller execs
-// the result, which keeps the standard streams and the exit status.
+// the result, which keeps the standard streams and the exit status. On a VM it is ssh.
 func EnterArgv(name string, env []string, args []string) ([]string, error) {
+	h, err := Load(name)
+	if err != nil {
+		return nil, err
+	}
+	if h.VM {
+		return vmEnterArgv(h, env, args)
+	}
 	leader, err := Leader(name)
 	if err != nil {
 		return nil, err
@@ -687,12 +747,14 @@ func EnterArgv(name string, env []string, args []string) ([]string, error) {
 		return nil, err
 	}
 	full := []string{nsenter, "-t", strconv.Itoa(leader), "-a", "--", "/usr/bin/env", "-i",
-		"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/root", "LANG=C.UTF-8", "TERM=" + os.Getenv("TERM")}
+		"PATH=" + hostPath, "HOME=/root", "LANG=C.UTF-8", "TERM=" + os.Getenv("TERM")}
 	full = append(full, env...)
 	full = append(full, "systemd-run", "--scope", "--quiet", "--collect", "--")
 	return append(full, args...), nil
 }
+
+// hostPath is the PATH of commands run on a host.
+const hostPath = "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // joinCgroupsOf moves this process into pid's cgroup in every hierarchy mounted here.
 func joinCgroupsOf(pid int) error {
@@ -723,8 +785,8 @@ func cgroupDirsOf(pid string) []string {
 	return dirs
 }
 
-// Poweroff shuts the host down cleanly (SIGTERM to systemd-nspawn: the container's systemd
-// halts) and waits for it, killing it after timeout.
+// Poweroff shuts the host down cleanly (SIGTERM to its runner: systemd-nspawn's container
+// halts, a VM gets its power button pressed) and waits for it, killing it after timeout.
 func Poweroff(name string, timeout time.Duration) error {
 	pid := runnerPID(name)
 	if pid == 0 {
@@ -754,9 +816,15 @@ func Poweroff(name string, timeout time.Duration) error {
 func Remove(names []string) error {
 	var errs []error
 	for _, n := range names {
+		h, _ := Load(n)
 		_ = Poweroff(n, 30*time.Second)
 		if err := removeCgroups(n); err != nil {
 			errs = append(errs, err)
+		}
+		if h != nil && h.VM {
+			if err := removeVM(h); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := os.RemoveAll(hostDir(n)); err != nil {
 			errs = append(errs, err)
@@ -797,7 +865,8 @@ func cgroupName(name string) string { return "u7s-host-" + name }
 
 // Run is the runner: in a cgroup of its own in every hierarchy (else the container's cgroup
 // namespace root would be the machine's), it boots the host with systemd-nspawn, boots it
-// again when it reboots itself (exit status 133), and ends when it powers off.
+// again when it reboots itself (exit status 133), and ends when it powers off. A VM's runner
+// runs qemu instead, which reboots the guest itself.
 func Run(name string) error {
 	h, err := Load(name)
 	if err != nil {
@@ -805,6 +874,9 @@ func Run(name string) error {
 	}
 	if err := joinOwnCgroups(name); err != nil {
 		return err
+	}
+	if h.VM {
+		return runVM(h)
 	}
 	args := []string{"--quiet", "--register=no", "--keep-unit", "-D", rootfs(name), "-M", name, "-b",
 		"--network-bridge=" + Bridge, "--console=read-only", "--resolv-conf=off", "--timezone=off",

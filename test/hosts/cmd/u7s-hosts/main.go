@@ -18,13 +18,16 @@ const usage = `usage: scripts/hosts.sh COMMAND
                         packages and this tree's build); --fresh: nothing of u7s at all;
                         --deb: that package instead of this tree's (an older release);
                         registry.local is this machine unless --own-registry
+  up --vm [--fresh] [--own-registry] [--deb FILE] NAME...
+                        the same as qemu VMs with their own kernel (cgroup v2, systemd),
+                        on the same bridge; about ten times slower (software emulation)
   ip NAME               the host's address
-  leader NAME           the pid of the host's init (for nsenter from this machine)
+  leader NAME           the pid of the host's init (for nsenter from this machine; not for VMs)
   gateway               this machine's address on the hosts' bridge (registry.local for them)
   exec NAME -- CMD...   run CMD as root on the host (stdin, stdout and the exit status kept)
   poweroff NAME         shut the host down (its disk stays)
   boot NAME             boot it again (same address, same disk)
-  list                  the hosts, running or not
+  list                  the hosts, running or not, nspawn or vm
   down [NAME...]        remove those hosts, or every host, the bridge and their state (safe to repeat)
   image                 make the cached fresh root only`
 
@@ -45,7 +48,7 @@ func run(args []string) (int, error) {
 		return 2, errors.New(usage)
 	}
 	if os.Geteuid() != 0 {
-		return 1, errors.New("the test hosts need root (systemd-nspawn, a bridge, cgroups)")
+		return 1, errors.New("the test hosts need root (systemd-nspawn, qemu, a bridge, cgroups)")
 	}
 	cmd, args := args[0], args[1:]
 	one := func() (string, error) {
@@ -76,6 +79,8 @@ func run(args []string) (int, error) {
 				o.OwnRegistry = true
 			case a == "--fresh":
 				o.Fresh = true
+			case a == "--vm":
+				o.VM = true
 			case strings.HasPrefix(a, "-"):
 				return 2, fmt.Errorf("unknown flag %s\n%s", a, usage)
 			default:
@@ -114,11 +119,14 @@ func run(args []string) (int, error) {
 	case "list":
 		for _, n := range hosts.List() {
 			h, _ := hosts.Load(n)
-			state := "off"
+			state, kind := "off", "nspawn"
 			if hosts.Running(n) {
 				state = "running"
 			}
-			fmt.Printf("%s\t%s\t%s\n", n, h.Addr, state)
+			if h.VM {
+				kind = "vm"
+			}
+			fmt.Printf("%s\t%s\t%s\t%s\n", n, h.Addr, state, kind)
 		}
 		return 0, nil
 	case "exec":
@@ -135,7 +143,15 @@ func run(args []string) (int, error) {
 		if err != nil {
 			return 2, err
 		}
-		return 0, hosts.Poweroff(n, 60*time.Second)
+		h, err := hosts.Load(n)
+		if err != nil {
+			return 1, err
+		}
+		timeout := 60 * time.Second
+		if h.VM { // its systemd stops a node ten times slower
+			timeout = 5 * time.Minute
+		}
+		return 0, hosts.Poweroff(n, timeout)
 	case "boot":
 		n, err := one()
 		if err != nil {
