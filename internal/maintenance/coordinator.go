@@ -277,9 +277,8 @@ func Annotate(ctx context.Context, cs kubernetes.Interface, node, key string, va
 }
 
 // drain evicts every pod of the node but DaemonSets' and static (mirror) pods, through the
-// Eviction API, so that PodDisruptionBudgets hold; it waits for them to be gone.
-// drain evicts the node's pods and waits until they are gone, calling keep (which renews the
-// lock) at every round; its error ends the drain.
+// Eviction API, so that PodDisruptionBudgets hold; it waits for them to be gone, calling keep
+// (which renews the lock) at every round, whose error ends the drain.
 func (c *Coordinator) drain(ctx context.Context, node string, keep func() error) error {
 	deadline := time.Now().Add(c.DrainTimeout) // wall time: the drain really waits
 	var blocked error
