@@ -207,3 +207,35 @@ func TestDrainWaitsForDeletion(t *testing.T) {
 		t.Errorf("not approved once the pod was gone")
 	}
 }
+
+// The lock is renewed at every round of a drain, and a coordinator whose lock changed hands
+// mid-drain (another one renewed or took it) stops: it approves nothing, so that a drain
+// longer than the Lease never leaves two nodes in maintenance.
+func TestDrainKeepsTheLock(t *testing.T) {
+	f := newFixture(t, nil, node("w1", true))
+	p := pod("app", "w1", "ReplicaSet")
+	p.DeletionTimestamp = ptr.To(metav1.NewTime(f.now)) // terminating: the drain waits for it
+	if _, err := f.cs.CoreV1().Pods("default").Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.c.DrainTimeout = time.Minute
+	updates, lists := 0, 0
+	f.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		updates++
+		if updates > 3 { // the grant, then two renewals; then another coordinator has it
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, LeaseName, nil)
+		}
+		return false, nil, nil
+	})
+	f.cs.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists++
+		return false, nil, nil
+	})
+	f.sync(t)
+	if updates < 4 || lists < 2 {
+		t.Errorf("%d lease updates over %d rounds of the drain: the lock was not renewed at each", updates, lists)
+	}
+	if n := f.node(t, "w1"); n.Annotations[ApprovedAnnotation] != "" {
+		t.Errorf("w1 approved after its coordinator lost the lock")
+	}
+}
