@@ -3,6 +3,7 @@ package release
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -20,11 +21,7 @@ func TestInstalledBinaries(t *testing.T) {
 	}
 	installed := strings.Fields(string(m[1]))
 	for _, bin := range Binaries {
-		found := false
-		for _, i := range installed {
-			found = found || i == bin
-		}
-		if !found {
+		if !slices.Contains(installed, bin) {
 			t.Errorf("scripts/install.sh's NODE_BINS %v lacks %s, a binary of every release", installed, bin)
 		}
 	}
