@@ -73,7 +73,7 @@ registry:
 	scripts/local-registry.sh start
 
 # The packages of the unit tests (scripts/test.sh reads them with `make print-unit-packages`).
-UNIT_PACKAGES := ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/...
+UNIT_PACKAGES := ./cmd/... ./internal/... ./images/... ./manifests/... ./test/conformance/... ./test/hosts/...
 
 unit:
 	$(GO) test -tags '$(U7S_TAGS)' $(UNIT_PACKAGES)

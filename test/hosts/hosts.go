@@ -68,6 +68,9 @@ type Host struct {
 	// VM: a qemu machine (vm.go) whose disk overlays the base image Base.
 	VM   bool   `json:"vm,omitempty"`
 	Base string `json:"base,omitempty"`
+	// CPUWeight is the host's share of this machine's CPUs against the other hosts and the
+	// tests (cgroup v2's scale, 1-10000, 0 = the default 100), set at every boot.
+	CPUWeight int `json:"cpuWeight,omitempty"`
 }
 
 func (h *Host) save() error {
@@ -321,6 +324,9 @@ type Options struct {
 	Deb string
 	// VM hosts are qemu machines with a kernel of their own (vm.go).
 	VM bool
+	// CPUWeight is Host.CPUWeight: a host that builds (the fresh host's make) yields to
+	// the clusters' etcd, whose deadlines a starved machine misses.
+	CPUWeight int
 }
 
 // Up makes each named host (once) and boots it, waiting until its systemd runs.
@@ -329,6 +335,9 @@ func Up(names []string, o Options) error {
 		if err := validName(n); err != nil {
 			return err
 		}
+	}
+	if o.CPUWeight < 0 || o.CPUWeight > 10000 {
+		return fmt.Errorf("--cpu-weight %d: want 1 to 10000 (100 is the default share)", o.CPUWeight)
 	}
 	if o.VM && len(o.Binds)+len(o.BindsRO) > 0 {
 		return errors.New("a VM has its own disk: --bind and --bind-ro are for nspawn hosts")
@@ -425,7 +434,7 @@ func create(name string, o Options) error {
 	if err != nil {
 		return err
 	}
-	h := Host{Name: name, Addr: addr, Binds: o.Binds, BindsRO: o.BindsRO, OwnRegistry: o.OwnRegistry}
+	h := Host{Name: name, Addr: addr, Binds: o.Binds, BindsRO: o.BindsRO, OwnRegistry: o.OwnRegistry, CPUWeight: o.CPUWeight}
 	files := map[string]string{
 		"etc/hostname":    name + "\n",
 		"etc/machine-id":  hex.EncodeToString(id) + "\n",
@@ -872,7 +881,7 @@ func Run(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := joinOwnCgroups(name); err != nil {
+	if err := joinOwnCgroups(name, h.CPUWeight); err != nil {
 		return err
 	}
 	if h.VM {
@@ -922,11 +931,17 @@ func Run(name string) error {
 }
 
 // joinOwnCgroups puts this process into StateDir-named children of its cgroups, in every
-// hierarchy it is in (cpuset's cpus and mems copied, as a new cpuset starts empty).
-func joinOwnCgroups(name string) error {
+// hierarchy it is in (cpuset's cpus and mems copied, as a new cpuset starts empty), with the
+// CPU weight (0: the default).
+func joinOwnCgroups(name string, weight int) error {
 	for _, dir := range ownCgroupDirs(name) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		if f, v := cpuWeightFile(dir, weight); f != "" {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("cgroup %s: CPU weight: %w", dir, err)
+			}
 		}
 		if strings.Contains(dir, "/cpuset/") {
 			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
@@ -940,6 +955,24 @@ func joinOwnCgroups(name string) error {
 		}
 	}
 	return nil
+}
+
+// cpuWeightFile is the file and value that give a host's cgroup dir the CPU weight w:
+// cgroup v1's cpu.shares (1024 is the default) or v2's cpu.weight; none for weight 0 or
+// for a hierarchy without the cpu controller.
+func cpuWeightFile(dir string, w int) (string, string) {
+	if w == 0 {
+		return "", ""
+	}
+	for _, c := range []struct {
+		file  string
+		value int
+	}{{"cpu.shares", max(2, w*1024/100)}, {"cpu.weight", w}} {
+		if f := filepath.Join(dir, c.file); exists(f) {
+			return f, strconv.Itoa(c.value)
+		}
+	}
+	return "", ""
 }
 
 // ownCgroupDirs lists, for every mounted hierarchy this process is in, the directory of the
@@ -1051,3 +1084,5 @@ func Root() string {
 	exe, _ := os.Executable()
 	return filepath.Clean(filepath.Join(filepath.Dir(exe), "../.."))
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }

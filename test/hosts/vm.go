@@ -320,7 +320,7 @@ func createVM(name string, o Options, base string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	h := &Host{Name: name, Addr: addr, OwnRegistry: o.OwnRegistry, VM: true, Base: base}
+	h := &Host{Name: name, Addr: addr, OwnRegistry: o.OwnRegistry, VM: true, Base: base, CPUWeight: o.CPUWeight}
 	if err := run("qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", diskFile(name)); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -13,11 +14,13 @@ import (
 )
 
 const usage = `usage: scripts/hosts.sh COMMAND
-  up [--fresh] [--own-registry] [--deb FILE] [--bind SRC[:DST]]... [--bind-ro SRC[:DST]]... NAME...
+  up [--fresh] [--own-registry] [--deb FILE] [--cpu-weight N] [--bind SRC[:DST]]...
+     [--bind-ro SRC[:DST]]... NAME...
                         make (once) and boot Debian 12 hosts with u7s installed (the node's
                         packages and this tree's build); --fresh: nothing of u7s at all;
                         --deb: that package instead of this tree's (an older release);
-                        registry.local is this machine unless --own-registry
+                        registry.local is this machine unless --own-registry; --cpu-weight:
+                        the host's CPU share, 1-10000 (default 100), kept across boots
   up --vm [--fresh] [--own-registry] [--deb FILE] NAME...
                         the same as qemu VMs with their own kernel (cgroup v2, systemd),
                         on the same bridge; about ten times slower (software emulation)
@@ -74,6 +77,13 @@ func run(args []string) (int, error) {
 				i++
 			case a == "--deb" && i+1 < len(args):
 				o.Deb = args[i+1]
+				i++
+			case a == "--cpu-weight" && i+1 < len(args):
+				w, err := strconv.Atoi(args[i+1])
+				if err != nil {
+					return 2, fmt.Errorf("--cpu-weight %q: want a number from 1 to 10000", args[i+1])
+				}
+				o.CPUWeight = w
 				i++
 			case a == "--own-registry":
 				o.OwnRegistry = true
