@@ -275,6 +275,18 @@ func All() []Spec {
 			Busybox: &Busybox{Applets: []string{"cp"}},
 			Config:  Config{Entrypoint: []string{"/opt/bin/flanneld"}, Env: []string{"PATH=" + Path}},
 		},
+		{
+			// NetworkPolicy (cmd/u7s-netpol): kube-router's controller runs iptables-nft and
+			// ipset in the node's network namespace.
+			Name:       "u7s-netpol",
+			Repository: "u7s-netpol",
+			Tag:        version.Pinned.NetpolImageTag,
+			Binaries:   []Binary{{Name: "u7s-netpol", Path: "/usr/local/bin/u7s-netpol"}},
+			HostFiles: append(append([]HostFile{}, IptablesFiles...),
+				HostFile{Src: "/usr/sbin/ipset", Path: "/usr/sbin/ipset", Package: "ipset"}),
+			Links:  IptablesLinks,
+			Config: Config{Entrypoint: []string{"/usr/local/bin/u7s-netpol"}, Env: []string{"PATH=" + Path}},
+		},
 		busyboxImage(),
 		agnhost(),
 		agnhostPrev(),

@@ -11,6 +11,9 @@ import (
 // KubeFlannel is flannel's DaemonSet and the objects it needs.
 const KubeFlannel = "kube-flannel.yml"
 
+// Netpol is the NetworkPolicy controller's DaemonSet and the objects it needs.
+const Netpol = "u7s-netpol.yml"
+
 //go:embed *.yml
 var files embed.FS
 

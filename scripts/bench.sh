@@ -123,6 +123,34 @@ nsrun b1 iperf3 -s -1 -p 15301 >/dev/null 2>&1 &
 sleep 0.5
 hosts=$(nsrun b2 iperf3 -c "$b1_ip" -p 15301 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
 awk -v p="$pod" -v h="$hosts" 'BEGIN { printf "pod-to-pod-across-hosts-gbps: %.2f  host-to-host-gbps: %.2f  ratio: %.2f\n", p, h, p / h }'
+
+# NetworkPolicy (issue 20): the controller's memory on each node, seconds from a default deny's
+# creation until the client is refused, and the same pod-to-pod throughput with 100 policies on
+# the server (99 admitting other clients, one admitting this one) against none above.
+for h in b1 b2; do
+	on "$h" ps -eo rss=,comm= | awk -v h="$h" '$2 == "u7s-netpol" { printf "netpol-controller-rss-mib-%s: %.0f\n", h, $1 / 1024 }'
+done
+kb label pod iperf-server app=iperf-server >/dev/null
+kb label pod iperf-client app=iperf-client >/dev/null
+kb apply -f - >/dev/null <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: bench-deny}
+spec:
+  podSelector: {matchLabels: {app: iperf-server}}
+  policyTypes: [Ingress]
+YAML
+t0=$(date +%s.%N)
+while kb exec iperf-client -- nc -z -w 1 "$server_ip" 5201 >/dev/null 2>&1; do sleep 0.2; done
+printf 'netpol-deny-enforced-seconds: %.1f\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+for i in $(seq 1 100); do
+	client=other-$i
+	((i < 100)) || client=iperf-client
+	printf -- '---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bench-allow-%d}\nspec:\n  podSelector: {matchLabels: {app: iperf-server}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: %s}}}]\n    ports: [{protocol: TCP, port: 5201}]\n' "$i" "$client"
+done | kb apply -f - >/dev/null
+until kb exec iperf-client -- nc -z -w 1 "$server_ip" 5201 >/dev/null 2>&1; do sleep 0.5; done
+policed=$(kb exec iperf-client -- iperf3 -c "$server_ip" -t 5 -J | jq '.end.sum_received.bits_per_second / 1e9')
+awk -v p="$pod" -v q="$policed" 'BEGIN { printf "pod-to-pod-gbps-with-100-policies: %.2f  without: %.2f  ratio: %.2f\n", q, p, q / p }'
 scripts/hosts.sh down b1 b2 >/dev/null
 trap - EXIT
 

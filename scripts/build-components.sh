@@ -35,7 +35,7 @@ GOVERSION=$($GO env GOVERSION)
 export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
-	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox nnp nginx sample-apiserver)
+	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox nnp nginx sample-apiserver u7s-netpol)
 CNI_PLUGINS=(bridge host-local loopback portmap)
 # Built only when named (make conformance): upstream's e2e suite and the ginkgo runner of it.
 EXTRA_COMPONENTS=(e2e.test ginkgo)
@@ -123,6 +123,8 @@ build_kube_controller_manager() { kube_build kube-controller-manager k8s.io/kube
 build_kube_scheduler() { kube_build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler; }
 build_kube_proxy() { kube_build kube-proxy k8s.io/kubernetes/cmd/kube-proxy; }
 build_kubectl() { kube_build kubectl k8s.io/kubernetes/cmd/kubectl; }
+# NetworkPolicy: kube-router's controller (go.mod pins it) behind u7s's own main.
+build_u7s_netpol() { kube_build u7s-netpol ./cmd/u7s-netpol; }
 # agnhost is versioned apart from Kubernetes (its VERSION file); the image tag must match it.
 build_agnhost() {
 	local kube want porter f img
@@ -387,6 +389,7 @@ inputs() {
 	case $1 in
 	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
 	kube* | agnhost | nnp) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
+	u7s-netpol) echo "$KUBE_ROUTER_VERSION $NETPOL_IMAGE_TAG $KUBE_LDFLAGS"; declare -f kube_build; cat go.mod go.sum cmd/u7s-netpol/*.go internal/netpol/controller/*.go ;;
 	sample-apiserver) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS" ;;
 	nginx) nginx_candidate; declare -f nginx_candidate ;;
 	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
@@ -433,6 +436,7 @@ version_of() {
 	etcd) echo "$ETCD_VERSION" ;;
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
+	u7s-netpol) echo "$NETPOL_IMAGE_TAG" ;;
 	pause) echo "$PAUSE_IMAGE_TAG" ;;
 	busybox) echo "$BUSYBOX_VERSION" ;;
 	e2e.test | ginkgo) echo "$KUBERNETES_VERSION" ;;

@@ -28,6 +28,10 @@ TOOLS=(
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git bzip2:bzip2
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
+	# test machines with a kernel of their own (qemu VMs, reached through ssh)
+	qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img openssh-client:ssh,ssh-keygen
+	# the NetworkPolicy controller's image (images: u7s-netpol) carries Debian's ipset
+	ipset:ipset
 	# the tools of upstream's agnhost test image (images.agnhost), copied into it
 	iperf3:iperf3 iperf:iperf bind9-dnsutils:dig,nslookup bind9-host:host netcat-openbsd:nc.openbsd bash:bash
 	# the libraries of Debian's nginx, which the nginx test image carries (fetched, not installed)

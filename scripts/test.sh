@@ -6,10 +6,12 @@
 #
 #   scripts/test.sh [all|unit|e2e]
 #
-# The end-to-end suites run in two lanes side by side, as they share nothing but this machine:
+# The end-to-end suites run in three lanes side by side, as they share nothing but this machine:
 #   node:  TestNode and TestPorts (this host's node), the focused Conformance part on the node they
 #          leave, then TestFreshHost and TestPackage (hosts fresh, pkg);
-#   hosts: TestCluster (h1-h5 behind haproxy), then TestUpgrade (h6, h7).
+#   hosts: TestCluster (h1-h5 behind haproxy), then TestUpgrade (h6, h7);
+#   vm:    TestVM (vm1, a qemu VM with cgroup v2, a worker of vmcp): the slowest single test, from
+#          the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -25,13 +27,6 @@ BUDGET=${U7S_TEST_BUDGET:-$((87 * 60))}
 left() { echo $((BUDGET - (SECONDS - T0))); }
 summary() {
 	local rc=$? l
-	# What a failed end-to-end test printed last before its first failure, so that the end of the
-	# output (all a CI page may show) says why, not only which.
-	for l in _output/e2e/*.log; do
-		[ -e "$l" ] || continue
-		awk '/--- FAIL:/ { n = NR; exit } { buf[NR % 60] = $0 }
-			END { if (n) { print "== first failure in " FILENAME ":"; for (i = n - 59; i < n; i++) if (i > 0) print substr(buf[i % 60], 1, 400); print } }' "$l"
-	done
 	echo "== times (total $((SECONDS - T0)) s, exit $rc)"
 	for l in "${TIMES[@]}"; do echo "   $l"; done
 	# The machine's load while the lanes ran (one sample a minute): what made a step slow.
@@ -39,6 +34,28 @@ summary() {
 	for l in _output/e2e/*.log; do
 		[ -e "$l" ] || continue
 		grep -hE '^(\[[a-z]+\] )?(--- (PASS|FAIL|SKIP): Test[A-Za-z]+ |== lane )' "$l" | sed -E 's/^(\[[a-z]+\] )?(---|==)/   /' || true
+	done
+	# Last, as the end of the output is all a CI page may show: why each failed test failed, as
+	# the last messages of its own output (go test -v prints a subtest's errors inside its section,
+	# between its "=== RUN" and the next test's, and the "--- FAIL" lines only at the end).
+	for l in _output/e2e/*.log; do
+		[ -e "$l" ] || continue
+		awk '{ sub(/^[0-9:]+ /, ""); sub(/^\[[a-z]+\] /, "") }
+			/^=== (RUN|CONT|NAME) / { cur = $3; next }
+			/^ *--- FAIL: / { failed[++nf] = $3; next }
+			/^ *--- (PASS|SKIP): |^(PASS|FAIL|ok) / { next }
+			# The first line of each message of the test (t.Error, t.Fatal, t.Log: FILE_test.go:N:),
+			# not the lines of a long message after it, which can bury the error.
+			cur != "" && /^ +[A-Za-z0-9_]+_test\.go:[0-9]+: / { n[cur]++; buf[cur, n[cur] % 6] = substr($0, 1, 240) }
+			END {
+				for (i = 1; i <= nf; i++) {
+					t = failed[i]; leaf = 1
+					for (j = 1; j <= nf; j++) if (index(failed[j], t "/") == 1) leaf = 0
+					if (!leaf || !n[t]) continue
+					print "== " t " failed (" FILENAME "), its last messages:"
+					for (k = n[t] - 5; k <= n[t]; k++) if (k > 0) print buf[t, k % 6]
+				}
+			}' "$l"
 	done
 }
 trap summary EXIT
@@ -110,7 +127,7 @@ lane() {
 e2e() {
 	mkdir -p _output/e2e
 	rm -f _output/e2e/*.log
-	echo "== end-to-end tests in two lanes (replaces any u7s node on this host); logs in _output/e2e"
+	echo "== end-to-end tests in three lanes (replaces any u7s node on this host); logs in _output/e2e"
 	# The test hosts need forwarding (test/hosts turns it on when it makes their network): on from
 	# the start, so that this host's node never sees it change under it.
 	sysctl -qw net.ipv4.ip_forward=1
@@ -130,13 +147,19 @@ e2e() {
 		echo "$rc" >_output/e2e/hosts.rc
 	} 2>&1 | sed -u 's/^/[hosts] /' | tee _output/e2e/hosts.log &
 	lanes+=($!)
+	{
+		rc=0
+		lane vm 'TestVM' || rc=$?
+		echo "$rc" >_output/e2e/vm.rc
+	} 2>&1 | sed -u 's/^/[vm] /' | tee _output/e2e/vm.log &
+	lanes+=($!)
 	wait "${lanes[@]}"
 	kill "$sampler"
 	local l
 	rc=0
-	for l in node hosts; do
+	for l in node hosts vm; do
 		[[ $(cat "_output/e2e/$l.rc" 2>/dev/null) == 0 ]] || { echo "== lane $l failed: _output/e2e/$l.log"; rc=1; }
 	done
 	return "$rc"
 }
-suite "end-to-end (two lanes)" e2e
+suite "end-to-end (three lanes)" e2e

@@ -22,8 +22,9 @@ type Driver interface {
 	EnterSupervisor(uid int) (evacuate string, err error)
 	// EnterNamespace runs in the namespace's first process, before cri-o starts.
 	EnterNamespace() error
-	// CrioRootless: cri-o runs in its rootless mode (_CRIO_ROOTLESS), which knows only cgroup v2
-	// delegation and discards every limit on v1.
+	// CrioRootless: cri-o runs in its rootless mode (_CRIO_ROOTLESS), for a node without
+	// delegated cgroups. That mode empties every container's cgroup path (cri-o's
+	// makeOCIConfigurationRootless), so runc puts it beside kubepods, not in its pod.
 	CrioRootless() bool
 	// DropInfraContainer: cri-o may run pods without an infra container.
 	DropInfraContainer() bool
@@ -143,8 +144,13 @@ func (v2Delegated) EnterSupervisor(uid int) (string, error) {
 	return "u7s-supervisor", nil
 }
 
-func (v2Delegated) EnterNamespace() error    { return nil }
-func (v2Delegated) CrioRootless() bool       { return true }
+func (v2Delegated) EnterNamespace() error { return nil }
+
+// CrioRootless is false as on v1: the delegated subtree is the namespace's to write, and with
+// rootless mode the containers left their pods' cgroups. What rootless mode would change
+// besides is done otherwise: runc skips the device filter in a user namespace, u7s-runc clamps
+// oom_score_adj, and AppArmor is unconfined in crio.conf.
+func (v2Delegated) CrioRootless() bool       { return false }
 func (v2Delegated) DropInfraContainer() bool { return true }
 func (v2Delegated) Limits() bool             { return true }
 

@@ -15,7 +15,8 @@ func TestDrivers(t *testing.T) {
 	}{
 		// cri-o's rootless mode discards every limit on v1; v1 delegation has root's subtrees.
 		{V1Delegated, false, false, true, "cgroup v1, subtrees delegated by root: limits enforced"},
-		{V2Delegated, true, true, true, "cgroup v2 with delegation: pod limits enforced"},
+		// On v2, rootless mode would take every container out of its pod's cgroup.
+		{V2Delegated, false, true, true, "cgroup v2 with delegation: pod limits enforced"},
 		{None, true, false, false, "no delegation: pods run without resource limits"},
 	} {
 		d, err := For(tc.mode)

@@ -14,7 +14,7 @@ func TestFlowsHavePhases(t *testing.T) {
 		path   string
 		phases []string
 	}{
-		{"init", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "upload-certs", "network", "wait", "timers", "summary"}},
+		{"init", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "upload-certs", "network", "policy", "wait", "timers", "summary"}},
 		{"join", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "network", "wait", "timers", "summary"}},
 		{"start", []string{"start", "wait"}},
 		{"stop", []string{"service", "supervisor"}},
@@ -22,7 +22,7 @@ func TestFlowsHavePhases(t *testing.T) {
 		{"etcd snapshot save", []string{"save", "prune"}},
 		{"etcd snapshot restore", []string{"check", "stop", "restore", "start", "forget"}},
 		{"certs renew", []string{"renew", "restart"}},
-		{"upgrade apply", []string{"preflight", "snapshot", "drain", "kubeadm", "release", "restart", "uncordon"}},
+		{"upgrade apply", []string{"preflight", "snapshot", "drain", "kubeadm", "addons", "release", "restart", "uncordon"}},
 		{"upgrade node", []string{"preflight", "snapshot", "drain", "kubeadm", "release", "restart", "uncordon"}},
 	} {
 		c, _, err := root.Find(strings.Fields(tc.path))

@@ -93,12 +93,13 @@ The command is printed by u7s init, and again by u7s token create --print-join-c
 }
 
 func newResetCommand() *cobra.Command {
-	o := &phases.Options{}
 	c := &cobra.Command{
 		Use:   "reset",
 		Short: "Take the node out of its cluster, stop it and remove everything init or join made (as root); safe to repeat",
 		Args:  cobra.NoArgs,
 	}
-	bindFlow(c, phases.FlowReset, phases.Reset(), o)
+	bindPhases(c, phases.Reset(), func(cmd *cobra.Command, _ []string) (*phases.ResetData, error) {
+		return phases.NewResetData(cmd.Context(), cmd.OutOrStdout())
+	}, nil)
 	return c
 }

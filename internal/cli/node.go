@@ -21,13 +21,14 @@ import (
 )
 
 func newStartCommand() *cobra.Command {
-	o := &phases.Options{}
 	c := &cobra.Command{
 		Use:   "start",
 		Short: "Start the node again (as root; after u7s stop, or after a reboot where systemd does not run it)",
 		Args:  cobra.NoArgs,
 	}
-	bindFlow(c, "start", phases.Start(), o)
+	bindPhases(c, phases.Start(), func(cmd *cobra.Command, _ []string) (*phases.StartData, error) {
+		return phases.NewStartData(cmd.Context(), cmd.OutOrStdout())
+	}, nil)
 	return c
 }
 

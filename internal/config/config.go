@@ -36,6 +36,7 @@ type Node struct {
 	ImageRepository string   `json:"imageRepository"`
 	PauseImage      string   `json:"pauseImage"`
 	FlannelImage    string   `json:"flannelImage"`
+	NetpolImage     string   `json:"netpolImage,omitempty"`
 	Insecure        []string `json:"insecureRegistries,omitempty"`
 	// ImageSigningKey is the site's public key (paths.ImageSigningKey) when the node runs only
 	// images signed with it, from Registry's host only; empty: any image the registries serve.

@@ -114,8 +114,11 @@ func New(n *config.Node, d Dirs) Config {
 		DefaultRuntime: "runc",
 		CgroupManager:  "cgroupfs",
 		// With cgroupfs conmon must live in the pod's cgroup.
-		ConmonCgroup:             "pod",
-		DropInfraCtr:             cgroups.Must(n.Cgroup).DropInfraContainer(),
+		ConmonCgroup: "pod",
+		DropInfraCtr: cgroups.Must(n.Cgroup).DropInfraContainer(),
+		// Loading cri-o's default AppArmor profile takes CAP_MAC_ADMIN of the host, which the
+		// namespace has not: on a host with AppArmor (Debian, Ubuntu) cri-o would fail to start.
+		ApparmorProfile:          "unconfined",
 		PinnsPath:                filepath.Join(paths.NodeBin, "pinns"),
 		NamespacesDir:            filepath.Join(d.Run, "ns"),
 		ContainerExitsDir:        filepath.Join(d.Run, "exits"),

@@ -30,7 +30,7 @@ func TestConfigByCgroupMode(t *testing.T) {
 			t.Fatalf("crio.conf does not parse back: %v\n%s", err, b)
 		}
 		rt := back.Crio.Runtime
-		if rt.DropInfraCtr != tc.dropInfra || rt.CgroupManager != "cgroupfs" || rt.ConmonCgroup != "pod" {
+		if rt.DropInfraCtr != tc.dropInfra || rt.CgroupManager != "cgroupfs" || rt.ConmonCgroup != "pod" || rt.ApparmorProfile != "unconfined" {
 			t.Errorf("%s: runtime %+v", tc.mode, rt)
 		}
 		if back.Crio.API.Listen != "/r/crio.sock" || back.Crio.Image.PauseImage != n.PauseImage {

@@ -3,28 +3,18 @@
 package flannel
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
-	"net"
 	"net/netip"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/yaml"
 
+	"github.com/u7s/u7s/internal/apply"
 	"github.com/u7s/u7s/manifests"
 )
 
@@ -41,9 +31,6 @@ const (
 	Backend = "vxlan"
 	// DefaultCNIConfDir is where install-cni puts 10-flannel.conflist for cri-o.
 	DefaultCNIConfDir = "/etc/cni/net.d"
-
-	// FieldManager names u7s as the writer of the objects it applies.
-	FieldManager = "u7s"
 
 	netConfKey = "net-conf.json"
 )
@@ -101,7 +88,7 @@ func Objects(o Options) ([]runtime.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := decode(manifests.KubeFlannel)
+	objs, err := apply.Decode(manifests.KubeFlannel)
 	if err != nil {
 		return nil, err
 	}
@@ -130,33 +117,6 @@ func Objects(o Options) ([]runtime.Object, error) {
 	return objs, nil
 }
 
-// decode reads a multi-document manifest into typed objects.
-func decode(name string) ([]runtime.Object, error) {
-	data, err := manifests.Get(name)
-	if err != nil {
-		return nil, err
-	}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var objs []runtime.Object
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", name, err)
-		}
-		if isEmptyYAML(doc) {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", name, err)
-		}
-		objs = append(objs, obj)
-	}
-}
-
 func setNetConf(cm *corev1.ConfigMap, o Options) error {
 	var nc netConf
 	if err := json.Unmarshal([]byte(cm.Data[netConfKey]), &nc); err != nil {
@@ -181,13 +141,9 @@ func setDaemonSet(ds *appsv1.DaemonSet, o Options) error {
 		c := &spec.Containers[i]
 		c.Image = o.Image
 		if c.Name == "kube-flannel" && o.APIServer != "" {
-			host, port, err := net.SplitHostPort(o.APIServer)
-			if err != nil {
-				return fmt.Errorf("flannel: API server %q: want HOST:PORT", o.APIServer)
+			if err := apply.SetAPIServer(c, o.APIServer); err != nil {
+				return fmt.Errorf("flannel: %w", err)
 			}
-			// Explicit variables win over the ones the kubelet injects for the Service.
-			c.Env = append(c.Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: host},
-				corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: port})
 		}
 	}
 	for i := range spec.Volumes {
@@ -199,86 +155,14 @@ func setDaemonSet(ds *appsv1.DaemonSet, o Options) error {
 	return fmt.Errorf("manifest %s: DaemonSet %s has no hostPath volume \"cni\"", manifests.KubeFlannel, DaemonSetName)
 }
 
-// Apply creates flannel's objects, or updates them to match o. Running it again with the
-// same options changes nothing; the DaemonSet rolls out only when its pod template changes.
+// Apply creates flannel's objects, or updates them where they exist.
 func Apply(ctx context.Context, cs kubernetes.Interface, o Options) error {
 	objs, err := Objects(o)
 	if err != nil {
 		return err
 	}
-	for _, obj := range objs {
-		var err error
-		switch obj := obj.(type) {
-		case *corev1.Namespace:
-			err = createOrUpdate(ctx, cs.CoreV1().Namespaces(), obj)
-		case *rbacv1.ClusterRole:
-			err = createOrUpdate(ctx, cs.RbacV1().ClusterRoles(), obj)
-		case *rbacv1.ClusterRoleBinding:
-			err = createOrUpdate(ctx, cs.RbacV1().ClusterRoleBindings(), obj)
-		case *corev1.ServiceAccount:
-			err = createOrUpdate(ctx, cs.CoreV1().ServiceAccounts(obj.Namespace), obj)
-		case *corev1.ConfigMap:
-			err = createOrUpdate(ctx, cs.CoreV1().ConfigMaps(obj.Namespace), obj)
-		case *appsv1.DaemonSet:
-			err = createOrUpdate(ctx, cs.AppsV1().DaemonSets(obj.Namespace), obj)
-		default:
-			err = fmt.Errorf("u7s cannot apply a %T", obj)
-		}
-		if err != nil {
-			return fmt.Errorf("applying flannel: %w", err)
-		}
+	if err := apply.Objects(ctx, cs, objs); err != nil {
+		return fmt.Errorf("applying flannel: %w", err)
 	}
 	return nil
-}
-
-// typedClient is the part of a client-go typed client that createOrUpdate uses.
-type typedClient[T metav1.Object] interface {
-	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
-	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
-}
-
-func createOrUpdate[T interface {
-	metav1.Object
-	runtime.Object
-}](ctx context.Context, c typedClient[T], obj T) error {
-	kind := fmt.Sprintf("%T", obj)
-	if gvks, _, err := scheme.Scheme.ObjectKinds(obj); err == nil && len(gvks) > 0 {
-		kind = gvks[0].Kind
-	}
-	_, err := c.Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
-	if err == nil {
-		return nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating %s %s: %w", kind, obj.GetName(), err)
-	}
-	cur, err := c.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading %s %s: %w", kind, obj.GetName(), err)
-	}
-	obj.SetResourceVersion(cur.GetResourceVersion())
-	obj.SetLabels(merged(cur.GetLabels(), obj.GetLabels()))
-	obj.SetAnnotations(merged(cur.GetAnnotations(), obj.GetAnnotations()))
-	if _, err := c.Update(ctx, obj, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
-		return fmt.Errorf("updating %s %s: %w", kind, obj.GetName(), err)
-	}
-	return nil
-}
-
-// isEmptyYAML reports a document with nothing but comments.
-func isEmptyYAML(doc []byte) bool {
-	var v any
-	return yaml.Unmarshal(doc, &v) == nil && v == nil
-}
-
-// merged returns cur overlaid with want: labels and annotations that others (the API
-// server, kubectl rollout restart) added survive an update.
-func merged(cur, want map[string]string) map[string]string {
-	if len(cur) == 0 {
-		return want
-	}
-	out := maps.Clone(cur)
-	maps.Copy(out, want)
-	return out
 }

@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/u7s/u7s/internal/apply"
 )
 
 // PublicIPOverwriteAnnotation on a Node makes flanneld (--kube-subnet-mgr) publish that
@@ -38,7 +40,7 @@ func SetNodePublicIP(ctx context.Context, cs kubernetes.Interface, node string, 
 	if err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: apply.FieldManager}); err != nil {
 		return fmt.Errorf("setting the flannel public IP of node %s: %w", node, err)
 	}
 

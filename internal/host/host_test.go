@@ -391,6 +391,7 @@ func TestPreflightCollectsAndIgnores(t *testing.T) {
 		bind:      func(string, int) error { return nil },
 		hostNets:  func() ([]hostNet, error) { return nil, nil },
 		tryUserns: func() error { return nil },
+		ipset:     func() error { return syscall.EPROTONOSUPPORT },
 	}
 	write(t, root, "/proc/sys/user/max_user_namespaces", "100")
 	err := s.preflight(PreflightOptions{})
@@ -402,7 +403,7 @@ func TestPreflightCollectsAndIgnores(t *testing.T) {
 	for _, p := range pe.Problems {
 		checks[p.Check] = true
 	}
-	for _, c := range []string{CheckRoot, CheckUIDMap, CheckTun, CheckBinaries} {
+	for _, c := range []string{CheckRoot, CheckUIDMap, CheckTun, CheckBinaries, CheckIPSet} {
 		if !checks[c] {
 			t.Errorf("no %s problem in %v", c, err)
 		}

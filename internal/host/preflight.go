@@ -27,6 +27,7 @@ const (
 	CheckPorts           = "ports"
 	CheckExistingCluster = "existing-cluster"
 	CheckCIDRs           = "cidrs"
+	CheckIPSet           = "ipset"
 )
 
 // DefaultAPIServerPort is the host port of the API server unless PreflightOptions says otherwise.
@@ -78,6 +79,7 @@ func (s *system) preflight(o PreflightOptions) error {
 	all = append(all, s.checkPorts(o)...)
 	all = append(all, s.checkExistingCluster()...)
 	all = append(all, s.checkCIDRs(o)...)
+	all = append(all, s.checkIPSet()...)
 	if len(all) == 0 {
 		return nil
 	}
@@ -165,6 +167,22 @@ func (s *system) checkUserNS() []Problem {
 		}
 	}
 	return ps
+}
+
+// checkIPSet: NetworkPolicy is enforced with ipsets (package netpol), which the node's network
+// namespace can hold only where the host's kernel has ip_set. Without it every pod would reach
+// every other whatever the policies say; the node refuses to start rather than pretend.
+func (s *system) checkIPSet() []Problem {
+	if s.ipset == nil {
+		return nil
+	}
+	if err := s.ipset(); err != nil {
+		return []Problem{{CheckIPSet, fmt.Sprintf("the kernel has no ip_set (%v), so NetworkPolicy could not be enforced", err),
+			"load its modules: modprobe -a ip_set ip_set_hash_ip ip_set_hash_net ip_set_hash_ipport xt_set, " +
+				"and list them in /etc/modules-load.d/u7s.conf; a custom kernel needs CONFIG_IP_SET, " +
+				"CONFIG_IP_SET_HASH_IP, CONFIG_IP_SET_HASH_NET, CONFIG_IP_SET_HASH_IPPORT and CONFIG_NETFILTER_XT_SET"}}
+	}
+	return nil
 }
 
 func (s *system) checkTun() []Problem {

@@ -172,12 +172,14 @@ func SysctlConf() string {
 	return b.String()
 }
 
-// KernelModules are the modules the node needs loaded (podsec-k8s's modules-load.d list, and
-// vxlan for flannel): the package ships them as modules-load.d/u7s.conf. Where they are built
-// into the kernel, loading them is a no-op.
+// KernelModules are the modules the node needs loaded (podsec-k8s's modules-load.d list, vxlan
+// for flannel, and the sets and matches of NetworkPolicy's rules): the package ships them as
+// modules-load.d/u7s.conf. Where they are built into the kernel, loading them is a no-op.
 var KernelModules = []string{
 	"tun", "overlay", "bridge", "br_netfilter", "veth", "vxlan",
 	"ip_tables", "ip6_tables", "iptable_nat", "ip6table_nat", "iptable_filter", "ip6table_filter",
 	"nf_tables", "x_tables", "xt_MASQUERADE", "xt_addrtype", "xt_comment", "xt_conntrack",
 	"xt_mark", "xt_multiport", "xt_nat", "xt_tcpudp",
+	"ip_set", "ip_set_hash_ip", "ip_set_hash_net", "ip_set_hash_ipport", "ip_set_hash_ipportnet",
+	"xt_set", "xt_physdev", "xt_limit", "xt_NFLOG", "nfnetlink_log", "ipt_REJECT", "nft_compat",
 }

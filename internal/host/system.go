@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // system is the host as the checks and changes see it; tests replace its parts.
@@ -29,6 +31,8 @@ type system struct {
 	tryUserns   func() error
 	lookupUser  func(name string) (*user.User, error)
 	lookupGroup func(name string) (*user.Group, error)
+	// ipset asks the kernel's ip_set for its protocol version; nil skips the check.
+	ipset func() error
 }
 
 func (s *system) path(p string) string { return filepath.Join(s.root, p) }
@@ -119,6 +123,7 @@ func defaultSystem() *system {
 		tryUserns:   tryUserns,
 		lookupUser:  user.Lookup,
 		lookupGroup: user.LookupGroup,
+		ipset:       func() error { _, _, err := netlink.IpsetProtocol(); return err },
 	}
 }
 

@@ -232,7 +232,8 @@ func UpgradeDocument(version string, n *config.Node) ([]byte, error) {
 
 // timeouts are kubeadm's waits for a node whose steps may take up to step each (its defaults,
 // 4 to 5 minutes, fail on a host ten times slower than this machine); its per-call limits get
-// a fifth of it, at least their defaults.
+// half of it, at least their defaults: an emulated VM's API server, just up, took more than two
+// minutes to answer init's first write.
 func timeouts(step time.Duration) *kubeadmv1.Timeouts {
 	d := func(t time.Duration) *metav1.Duration { return &metav1.Duration{Duration: t} }
 	return &kubeadmv1.Timeouts{
@@ -241,7 +242,7 @@ func timeouts(step time.Duration) *kubeadmv1.Timeouts {
 		TLSBootstrap:                     d(step),
 		Discovery:                        d(step),
 		UpgradeManifests:                 d(step),
-		KubernetesAPICall:                d(max(step/5, time.Minute)),
-		EtcdAPICall:                      d(max(step/5, 2*time.Minute)),
+		KubernetesAPICall:                d(max(step/2, time.Minute)),
+		EtcdAPICall:                      d(max(step/2, 2*time.Minute)),
 	}
 }

@@ -205,7 +205,7 @@ func TestStepTimeouts(t *testing.T) {
 			"join TLS bootstrap":  jc.Timeouts.TLSBootstrap.Duration,
 			"join discovery":      jc.Timeouts.Discovery.Duration,
 			"upgrade manifests":   uc.Timeouts.UpgradeManifests.Duration,
-			"upgrade api call x5": 5 * uc.Timeouts.KubernetesAPICall.Duration,
+			"upgrade api call x2": 2 * uc.Timeouts.KubernetesAPICall.Duration,
 		} {
 			if got != want {
 				t.Errorf("step %q: %s %s, want %s", step, what, got, want)

@@ -22,6 +22,9 @@ const (
 	VolumePluginDir = RootDir + "/volumeplugins"
 )
 
+// PodPidsLimit is the most processes a pod may have (its cgroup's pids.max).
+const PodPidsLimit = 4096
+
 // Config returns the cluster-wide KubeletConfiguration of rootless nodes (the upstream type,
 // which kubeadm takes as a component config document and stores in the kubelet-config
 // ConfigMap). What differs between nodes (the cgroup mode) is NodePatch's.
@@ -37,6 +40,9 @@ func Config() *kubeletv1beta1.KubeletConfiguration {
 		FailCgroupV1:           ptr.To(false),
 		CgroupsPerQOS:          ptr.To(true),
 		EnforceNodeAllocatable: []string{"pods"},
+		// A fork bomb in one pod must not take the node's (and u7s-admin's) process quota:
+		// CIS 4.2.13. Upstream's default is no limit.
+		PodPidsLimit: ptr.To[int64](PodPidsLimit),
 		// cadvisor's disk metrics need it on (else the eviction manager never syncs).
 		LocalStorageCapacityIsolation: ptr.To(true),
 		EvictionHard: map[string]string{

@@ -14,6 +14,7 @@ import (
 	"github.com/u7s/u7s/internal/flannel"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/netpol"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -54,11 +55,41 @@ func networkPhase(install bool) workflow.Phase {
 		if err != nil {
 			return err
 		}
-		if err := flannel.Apply(ctx, admin, flannel.Options{Image: n.FlannelImage, PodCIDR: n.PodCIDR, APIServer: n.Endpoint}); err != nil {
+		if err := flannel.Apply(ctx, admin, flannelOptions(n, n.FlannelImage)); err != nil {
 			return fmt.Errorf("installing flannel: %w", err)
 		}
 		return nil
 	})
+}
+
+// policyPhase installs NetworkPolicy enforcement (init: the first control plane): a DaemonSet
+// whose pod on each node, this one and every node that joins, writes the policies' rules into
+// that node's network namespace. The wait phase after it sees its pod run, or says why not.
+func policyPhase() workflow.Phase {
+	return phase("policy", "Install NetworkPolicy enforcement (kube-router's firewall) for every node", changesHost, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		d.step("installing NetworkPolicy enforcement (%s)", n.NetpolImage)
+		admin, err := kube.Admin()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, n.Timeout())
+		defer cancel()
+		return netpol.Apply(ctx, admin, netpolOptions(n, n.NetpolImage))
+	})
+}
+
+// flannelOptions is flannel in node n's cluster, with image: init's and each upgrade's.
+func flannelOptions(n *config.Node, image string) flannel.Options {
+	return flannel.Options{Image: image, PodCIDR: n.PodCIDR, APIServer: n.Endpoint}
+}
+
+// netpolOptions is NetworkPolicy enforcement in node n's cluster, with image.
+func netpolOptions(n *config.Node, image string) netpol.Options {
+	return netpol.Options{Image: image, ServiceCIDR: n.ServiceCIDR, APIServer: n.Endpoint}
 }
 
 // waitNodeObject waits until the kubelet has registered the node.
@@ -75,7 +106,7 @@ func waitNodeObject(ctx context.Context, cs kubernetes.Interface, name string) e
 
 // waitPhase waits until the node is Ready with its pods running.
 func waitPhase() workflow.Phase {
-	return phase("wait", "Wait until the node is Ready and every pod on it runs", needsNode, func(d *Data) error {
+	return phaseOf("wait", "Wait until the node is Ready and every pod on it runs", needsNode, func(d nodeData) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -84,10 +115,10 @@ func waitPhase() workflow.Phase {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(d.Ctx, n.Timeout())
+		ctx, cancel := context.WithTimeout(d.context(), n.Timeout())
 		defer cancel()
 		d.step("waiting for node %s to be Ready and its pods to run", n.NodeName)
-		return kube.WaitNodeReady(ctx, cs, n.NodeName, d.Out)
+		return kube.WaitNodeReady(ctx, cs, n.NodeName, d.out())
 	})
 }
 

@@ -143,25 +143,41 @@ const (
 	changesHostOrSays
 	// needsNode changes nothing, but needs the node a change started: a dry run skips it.
 	needsNode
-	// takesDown is reset's: it takes the node away, and is never undone.
-	takesDown
 )
 
-// phase is a workflow phase of init, join, start or reset whose Run takes the run's Data; e
-// says what it does to the host.
-func phase(name, short string, e effect, run func(*Data) error) workflow.Phase {
+// effectData is a flow's data as phaseOf sees it: begin is called as a phase of effect e
+// starts, and says whether the phase runs.
+type effectData interface{ begin(e effect) bool }
+
+// phaseOf is a workflow phase of effect e whose Run takes D: its flow's data, or the interface
+// of what a phase that several flows share needs.
+func phaseOf[D effectData](name, short string, e effect, run func(D) error) workflow.Phase {
 	return workflow.Phase{Name: name, Short: short, Run: func(c workflow.RunData) error {
-		d, err := asData(c)
-		if err != nil {
-			return err
+		d, ok := c.(D)
+		if !ok {
+			return fmt.Errorf("internal error: phase %s run with %T", name, c)
 		}
-		d.enter(e)
-		if d.O.DryRun && (e == changesHost || e == needsNode) {
+		if !d.begin(e) {
 			return nil
 		}
 		return run(d)
 	}}
 }
+
+// phase is a workflow phase of init or join whose Run takes the run's Data; e says what it
+// does to the host.
+func phase(name, short string, e effect, run func(*Data) error) workflow.Phase {
+	return phaseOf(name, short, e, run)
+}
+
+// begin records the effect (enter), and skips in a dry run what changes the host or needs
+// the node.
+func (d *Data) begin(e effect) bool {
+	d.enter(e)
+	return !d.O.DryRun || e != changesHost && e != needsNode
+}
+
+func (d *Data) context() context.Context { return d.Ctx }
 
 // enter records that a phase of effect e runs: once one that changes the host ran, a failure
 // is undone.

@@ -19,9 +19,7 @@ import (
 // that directory wherever it named the logs. err is the run's error; Failed returns the one to
 // report.
 func Failed(ctx context.Context, flow string, d *Data, keep bool, out io.Writer, err error) error {
-	// Only what init and join made is undone: start and reset leave the node as they found it
-	// or as far as they got.
-	if err == nil || d == nil || !d.Changed || flow != FlowInit && flow != FlowJoin {
+	if err == nil || d == nil || !d.Changed {
 		return err
 	}
 	if keep {

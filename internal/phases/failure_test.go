@@ -67,7 +67,6 @@ func TestPhaseEffects(t *testing.T) {
 		{changesHostOrSays, true, true, false},
 		{needsNode, false, true, false},
 		{needsNode, true, false, false},
-		{takesDown, false, true, false},
 	} {
 		d := &Data{O: Options{DryRun: tc.dryRun}}
 		ran := false
@@ -77,9 +76,18 @@ func TestPhaseEffects(t *testing.T) {
 			t.Errorf("effect %d, dry run %v: ran %v, changed %v; want %v, %v", tc.e, tc.dryRun, ran, d.Changed, tc.wantRan, tc.changed)
 		}
 	}
-	// The failure policy undoes only init and join.
-	d := &Data{Flow: "start", Changed: true}
-	if err := Failed(t.Context(), "start", d, false, nil, errors.New("x")); err == nil || err.Error() != "x" {
-		t.Errorf("a failed start: %v, want its error alone, nothing undone", err)
+	// Start runs the phases init and join share to start the node and wait for it, with data
+	// of its own: nothing to record, nothing skipped.
+	sd := &StartData{}
+	for _, e := range []effect{changesHost, needsNode} {
+		ran := false
+		p := phaseOf("p", "", e, func(nodeData) error { ran = true; return nil })
+		if err := p.Run(sd); err != nil || !ran {
+			t.Errorf("effect %d on start's data: ran %v, %v", e, ran, err)
+		}
+	}
+	// A phase run with another flow's data says so rather than panicking.
+	if err := phase("p", "", readOnly, func(*Data) error { return nil }).Run(sd); err == nil {
+		t.Error("an init phase ran with start's data")
 	}
 }

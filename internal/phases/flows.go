@@ -16,6 +16,7 @@ func Init() []workflow.Phase {
 		kubeadmPhase(FlowInit),
 		uploadCertsPhase(),
 		networkPhase(true),
+		policyPhase(),
 		waitPhase(),
 		timersPhase(),
 		summaryPhase(true),

@@ -105,6 +105,7 @@ func (d *Data) writeConfig() error {
 		ImageRepository:      res.ImageRepository(),
 		PauseImage:           res.PauseImage(version.Pinned),
 		FlannelImage:         res.FlannelImage(version.Pinned),
+		NetpolImage:          res.NetpolImage(version.Pinned),
 		Insecure:             registry.InsecureRegistries(res),
 		Ports:                config.RolePorts(d.role(), d.O.BindPort),
 		NodePortForwarding:   !d.O.NoNodePortForwarding,

@@ -29,7 +29,7 @@ import (
 // startPhase starts the node: installs and starts the systemd unit where systemd is PID 1,
 // else a detached supervisor; both end when cri-o answers inside the namespace.
 func startPhase() workflow.Phase {
-	return phase("start", "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o", changesHost, func(d *Data) error {
+	return phaseOf("start", "Start the node: the u7s systemd unit (or a detached supervisor), its namespace and cri-o", changesHost, func(d nodeData) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -38,7 +38,7 @@ func startPhase() workflow.Phase {
 	})
 }
 
-func startNode(d *Data, n *config.Node) error {
+func startNode(d nodeData, n *config.Node) error {
 	o, err := d.Owner()
 	if err != nil {
 		return err
@@ -48,14 +48,14 @@ func startNode(d *Data, n *config.Node) error {
 	}
 	if n.Service {
 		d.step("installing and starting the systemd unit u7s.service")
-		if err := installUnits(d, systemd.Node); err != nil {
+		if err := installUnits(d.context(), systemd.Node); err != nil {
 			return err
 		}
 	} else {
 		d.step("starting the node's namespace (rootlesskit, slirp4netns, cri-o) as a detached supervisor (systemd is not PID 1)")
 	}
 	start := time.Now()
-	pid, err := node.Start(d.Ctx, n.Service, o, n.Timeout())
+	pid, err := node.Start(d.context(), n.Service, o, n.Timeout())
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func timersPhase() workflow.Phase {
 			timers = append(timers, systemd.ControlPlane)
 		}
 		for _, units := range timers {
-			if err := installUnits(d, units...); err != nil {
+			if err := installUnits(d.Ctx, units...); err != nil {
 				return err
 			}
 			if err := service.Start(d.Ctx, units[len(units)-1]); err != nil {
@@ -97,7 +97,7 @@ func timersPhase() workflow.Phase {
 
 // installUnits installs units (the last one enabled), each recorded before it is written: a
 // unit that was there already is not ours to remove.
-func installUnits(d *Data, units ...systemd.Unit) error {
+func installUnits(ctx context.Context, units ...systemd.Unit) error {
 	for _, u := range units {
 		if _, err := os.Stat(service.PackagedUnit(u)); err != nil {
 			if err := host.RecordCreated(service.LocalUnit(u)); err != nil {
@@ -105,7 +105,7 @@ func installUnits(d *Data, units ...systemd.Unit) error {
 			}
 		}
 	}
-	return service.Install(d.Ctx, units...)
+	return service.Install(ctx, units...)
 }
 
 // Prepare is what root does before every start of the node (the unit's ExecStartPre, and

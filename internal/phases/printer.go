@@ -18,3 +18,5 @@ func (p printer) step(format string, args ...any) {
 func (p printer) detail(format string, args ...any) {
 	fmt.Fprintf(p.Out, "    "+format+"\n", args...)
 }
+
+func (p printer) out() io.Writer { return p.Out }

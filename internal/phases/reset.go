@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -27,13 +28,25 @@ import (
 	"github.com/u7s/u7s/systemd"
 )
 
-// FlowReset names the reset flow.
-const FlowReset = "reset"
+// ResetData is the run of u7s reset (and of a failed init's or join's undo): what Reset's
+// phases share.
+type ResetData struct {
+	Ctx context.Context
+	printer
+}
+
+// NewResetData starts a reset; it changes nothing.
+func NewResetData(ctx context.Context, out io.Writer) (*ResetData, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("u7s reset must run as root: try sudo u7s reset")
+	}
+	return &ResetData{Ctx: ctx, printer: printer{out}}, nil
+}
 
 // leavePhase takes the node out of the cluster while it still runs: a control plane's etcd
 // member is removed first (so that the others keep quorum), then its Node object.
 func leavePhase() workflow.Phase {
-	return phase("leave", "Leave the cluster: remove this control plane's etcd member, then the Node object", takesDown, func(d *Data) error {
+	return typedPhase("leave", "Leave the cluster: remove this control plane's etcd member, then the Node object", func(d *ResetData) error {
 		n, err := config.Load()
 		if err != nil {
 			return nil // never made, or half made: nothing to leave
@@ -59,7 +72,7 @@ func leavePhase() workflow.Phase {
 	})
 }
 
-func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name string) {
+func deleteNode(d *ResetData, ctx context.Context, cs kubernetes.Interface, name string) {
 	d.step("deleting the Node %s", name)
 	err := cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
 	switch {
@@ -73,7 +86,7 @@ func deleteNode(d *Data, ctx context.Context, cs kubernetes.Interface, name stri
 
 // stopPhase stops the node, and disables its unit.
 func stopPhase() workflow.Phase {
-	return phase("stop", "Stop the node (the systemd unit, or the detached supervisor) and disable its unit", takesDown, func(d *Data) error {
+	return typedPhase("stop", "Stop the node (the systemd unit, or the detached supervisor) and disable its unit", func(d *ResetData) error {
 		d.step("stopping the node")
 		var errs []error
 		if service.Systemd() {
@@ -93,7 +106,7 @@ func stopPhase() workflow.Phase {
 
 // cleanupPhase undoes what init or join recorded, and nothing else.
 func cleanupPhase() workflow.Phase {
-	return phase("cleanup", "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made", takesDown, func(d *Data) error {
+	return typedPhase("cleanup", "Undo what init or join recorded: cgroups, sysctls, /dev/net/tun, the user, the files they made", func(d *ResetData) error {
 		var errs []error
 		d.step("removing the cgroup delegation")
 		if dl, err := cgroups.LoadDelegation(); err == nil {
@@ -172,7 +185,7 @@ func killUserProcesses() int {
 // failed after kubeadm added its etcd member must leave, or the others' quorum counts a dead
 // member.
 func Undo(ctx context.Context, flow string) error {
-	d := &Data{Ctx: ctx, printer: printer{discard{}}, Flow: FlowReset}
+	d := &ResetData{Ctx: ctx, printer: printer{discard{}}}
 	ps := Reset()
 	if flow == FlowInit {
 		// A failed init leaves no cluster that would keep its etcd member or its Node: there is

@@ -18,16 +18,19 @@ import (
 
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/etcdbackup"
+	"github.com/u7s/u7s/internal/flannel"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
 	"github.com/u7s/u7s/internal/maintenance"
+	"github.com/u7s/u7s/internal/netpol"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/upgrade"
+	"github.com/u7s/u7s/internal/version"
 )
 
 // The upgrade flows: u7s upgrade apply on the first control plane, then u7s upgrade node on
@@ -42,6 +45,7 @@ func UpgradeApply() []workflow.Phase {
 		upgradeSnapshotPhase(),
 		upgradeDrainPhase(),
 		upgradeKubeadmPhase("kubeadm upgrade apply (the control plane, then this node)", "upgrade", "apply", "--yes"),
+		upgradeAddonsPhase(),
 		upgradeReleasePhase(),
 		upgradeRestartPhase(),
 		upgradeUncordonPhase("Next: u7s upgrade node on every other control plane, then on every worker, one after the other."),
@@ -210,10 +214,15 @@ func (d *UpgradeData) preflight(checks upgradeChecks) error {
 	return confirm(d.In, d.Out, d.O.Yes, fmt.Sprintf("This drains node %s, upgrades it to Kubernetes %s and restarts it.", n.NodeName, target))
 }
 
+// resolution is the registry the node uses, with this u7s's rules.
+func (d *UpgradeData) resolution() (registry.Resolution, error) {
+	return registry.Resolve(registry.Source{Env: func(string) (string, bool) { return d.node.Registry, true }})
+}
+
 // checkImages: the registry the node uses has the target's images, signed when the node
 // runs only signed images.
 func (d *UpgradeData) checkImages() error {
-	res, err := registry.Resolve(registry.Source{Env: func(string) (string, bool) { return d.node.Registry, true }})
+	res, err := d.resolution()
 	if err != nil {
 		return err
 	}
@@ -285,6 +294,26 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 		}
 		fmt.Fprintf(d.Out, "    done (%.0fs)\n", time.Since(start).Seconds())
 		return nil
+	})
+}
+
+// upgradeAddonsPhase moves the cluster's add-ons that u7s, not kubeadm, installed (flannel and
+// NetworkPolicy enforcement) to this release's images and manifests, as kubeadm's upgrade
+// apply moves kube-proxy and CoreDNS; a cluster made before u7s enforced policies gets it here.
+func upgradeAddonsPhase() workflow.Phase {
+	return upgradePhase("addons", "Move flannel and NetworkPolicy enforcement to this release's images", func(d *UpgradeData) error {
+		res, err := d.resolution()
+		if err != nil {
+			return err
+		}
+		fl, np := res.FlannelImage(version.Pinned), res.NetpolImage(version.Pinned)
+		d.step("applying flannel (%s) and NetworkPolicy enforcement (%s)", fl, np)
+		ctx, cancel := context.WithTimeout(d.Ctx, d.node.Timeout())
+		defer cancel()
+		if err := flannel.Apply(ctx, d.cs, flannelOptions(d.node, fl)); err != nil {
+			return err
+		}
+		return netpol.Apply(ctx, d.cs, netpolOptions(d.node, np))
 	})
 }
 

@@ -31,6 +31,15 @@ func (r Resolution) FlannelImage(p version.Pins) string {
 	return r.Value + "/flannel:" + p.Flannel
 }
 
+// NetpolImage is the NetworkPolicy controller's image: kube-router's own upstream image for the
+// native registry.
+func (r Resolution) NetpolImage(p version.Pins) string {
+	if r.Native {
+		return NativeKubeRouterRepository + ":" + p.KubeRouter
+	}
+	return r.Value + "/u7s-netpol:" + p.NetpolImageTag
+}
+
 // PauseImage is the sandbox image (cri-o's pause_image and kubeadm's expectation).
 func (r Resolution) PauseImage(p version.Pins) string {
 	return r.ImageRepository() + "/pause:" + p.PauseImageTag
@@ -59,6 +68,8 @@ func (r Resolution) catalogue(test bool) []Image {
 			ref = NativeRegistry + "/coredns/coredns:" + s.Tag
 		case r.Native && s.Name == "flannel":
 			ref = NativeFlannelRepository + ":" + s.Tag
+		case r.Native && s.Name == "u7s-netpol":
+			ref = NativeKubeRouterRepository + ":" + version.Pinned.KubeRouter
 		}
 		imgs = append(imgs, Image{Name: s.Name, Ref: ref})
 	}

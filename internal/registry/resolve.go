@@ -28,6 +28,9 @@ const (
 	// NativeFlannelRepository is where flannel publishes its own images; used with the native registry,
 	// which has no flannel.
 	NativeFlannelRepository = "ghcr.io/flannel-io/flannel"
+	// NativeKubeRouterRepository is where kube-router publishes its own images; with the native
+	// registry the NetworkPolicy controller is upstream's kube-router (same arguments).
+	NativeKubeRouterRepository = "docker.io/cloudnativelabs/kube-router"
 
 	// LocalRegistryHost is podsec's local registry, the only one spoken to over plain HTTP.
 	LocalRegistryHost = "registry.local"

@@ -238,6 +238,7 @@ func TestImages(t *testing.T) {
 				"registry.local/k8s-c10f1/coredns:v1.14.2",
 				"registry.local/k8s-c10f1/pause:3.10.2",
 				"registry.local/k8s-c10f1/flannel:v0.28.7",
+				"registry.local/k8s-c10f1/u7s-netpol:v2.1.0-u7s.1",
 			},
 			test:       testRefs("registry.local"),
 			repository: "registry.local/k8s-c10f1",
@@ -265,6 +266,7 @@ func TestImages(t *testing.T) {
 				"registry.k8s.io/coredns/coredns:v1.14.2",
 				"registry.k8s.io/pause:3.10.2",
 				"ghcr.io/flannel-io/flannel:v0.28.7",
+				"docker.io/cloudnativelabs/kube-router:v2.1.0",
 			},
 			test:       testRefs("registry.k8s.io"),
 			repository: "registry.k8s.io",
@@ -283,7 +285,7 @@ func TestImages(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			if want := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause", "flannel"}; !reflect.DeepEqual(names, want) {
+			if want := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause", "flannel", "u7s-netpol"}; !reflect.DeepEqual(names, want) {
 				t.Errorf("image names %q, want %q", names, want)
 			}
 			if got := Refs(tt.r.TestImages()); !reflect.DeepEqual(got, tt.test) {
@@ -297,6 +299,9 @@ func TestImages(t *testing.T) {
 			}
 			if imgs[7].Ref != tt.r.FlannelImage(p) {
 				t.Errorf("FlannelImage() = %q, Images() has %q", tt.r.FlannelImage(p), imgs[7].Ref)
+			}
+			if imgs[8].Ref != tt.r.NetpolImage(p) {
+				t.Errorf("NetpolImage() = %q, Images() has %q", tt.r.NetpolImage(p), imgs[8].Ref)
 			}
 		})
 	}

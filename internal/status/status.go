@@ -13,6 +13,7 @@ import (
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/namespace"
+	"github.com/u7s/u7s/internal/netpol"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/release"
@@ -56,6 +57,11 @@ func Write(out io.Writer, now time.Time) error {
 		ready = "ready since " + st.ModTime().Format(time.RFC3339)
 	}
 	fmt.Fprintf(out, "namespace:   pid %d, cri-o %s\n", child, ready)
+	policy := "NetworkPolicy enforced"
+	if err := netpol.Enforcing(child); err != nil {
+		policy = "NetworkPolicy NOT enforced on this node: " + err.Error()
+	}
+	fmt.Fprintf(out, "policy:      %s\n", policy)
 	fmt.Fprintf(out, "reboots:     %s\n", maintenance.Status(n))
 	if n.Role == config.ControlPlane {
 		for _, w := range certWarnings(now) {

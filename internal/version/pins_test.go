@@ -34,6 +34,10 @@ func pinErrors(p version.Pins, u upstream) []string {
 	want("PAUSE_IMAGE_TAG (kubeadm's PauseVersion)", p.PauseImageTag, u.pause)
 	want("KUBERNETES_VERSION (go.mod's k8s.io/kubernetes)", p.Kubernetes, u.gomod["k8s.io/kubernetes"])
 	want("ROOTLESSKIT_VERSION (go.mod's rootlesskit)", p.Rootlesskit, u.gomod["github.com/rootless-containers/rootlesskit/v3"])
+	want("KUBE_ROUTER_VERSION (go.mod's kube-router)", p.KubeRouter, u.gomod["github.com/cloudnativelabs/kube-router/v2"])
+	if !strings.HasPrefix(p.NetpolImageTag, p.KubeRouter+"-u7s.") {
+		errs = append(errs, fmt.Sprintf("NETPOL_IMAGE_TAG %s is not KUBE_ROUTER_VERSION %s and a revision (-u7s.N)", p.NetpolImageTag, p.KubeRouter))
+	}
 	// The staging modules (k8s.io/api, client-go, ...) are Kubernetes' own release as v0.MINOR.PATCH.
 	staging := "v0." + strings.TrimPrefix(p.Kubernetes, "v1.")
 	for _, m := range []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/kubelet", "k8s.io/kube-proxy"} {
@@ -94,6 +98,8 @@ func TestPinsMatchUpstream(t *testing.T) {
 		"pause":       func(p *version.Pins) { p.PauseImageTag = "3.10.1" },
 		"kubernetes":  func(p *version.Pins) { p.Kubernetes = "v1.36.2" },
 		"rootlesskit": func(p *version.Pins) { p.Rootlesskit = "v3.0.1" },
+		"kube-router": func(p *version.Pins) { p.KubeRouter = "v2.0.1" },
+		"netpol tag":  func(p *version.Pins) { p.NetpolImageTag = "v2.0.1-u7s.1" },
 		"cri-o minor": func(p *version.Pins) { p.CRIO = "v1.35.2" },
 	}
 	for name, drift := range drifts {

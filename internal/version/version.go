@@ -22,6 +22,8 @@ type Pins struct {
 	CNIPlugins         string
 	Runc               string
 	Rootlesskit        string
+	KubeRouter         string
+	NetpolImageTag     string
 	KubeBench          string
 	AgnhostTag         string
 	BusyboxTag         string
@@ -64,6 +66,8 @@ func mustParse(env string) Pins {
 		CNIPlugins:         get("CNI_PLUGINS_VERSION"),
 		Runc:               get("RUNC_VERSION"),
 		Rootlesskit:        get("ROOTLESSKIT_VERSION"),
+		KubeRouter:         get("KUBE_ROUTER_VERSION"),
+		NetpolImageTag:     get("NETPOL_IMAGE_TAG"),
 		KubeBench:          get("KUBE_BENCH_VERSION"),
 		AgnhostTag:         get("AGNHOST_IMAGE_TAG"),
 		BusyboxTag:         get("BUSYBOX_IMAGE_TAG"),
@@ -98,6 +102,6 @@ func Parse(env string) (map[string]string, error) {
 // Report is what `u7s version` prints: u7s and the stack it runs.
 func Report() string {
 	p := Pinned
-	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\nkube-bench %s (u7s check cis)\n",
-		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit, p.KubeBench)
+	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\nkube-router %s (NetworkPolicy)\nkube-bench %s (u7s check cis)\n",
+		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit, p.KubeRouter, p.KubeBench)
 }

@@ -426,18 +426,13 @@ spec:
 		}
 	})
 
+	var netpolDB string
+	t.Run("NetworkPolicy enforced on every node: default deny, a namespace admitted, egress and DNS", func(t *testing.T) {
+		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1"})
+	})
+
 	t.Run("a 64Mi memory limit is enforced on the worker", func(t *testing.T) {
-		applyOn(t, "h1", `apiVersion: v1
-kind: Pod
-metadata: {name: hog}
-spec:
-  nodeName: h4
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: `+busybox+`
-    command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
-    resources: {limits: {memory: 64Mi}}`)
+		applyOn(t, "h1", hogPod("h4"))
 		eventually(t, "hog OOM-killed on h4", 90*time.Second, func() error {
 			out, _ := kc(t, "h1", "get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.reason}")
 			if strings.TrimSpace(out) != "OOMKilled" {
@@ -669,6 +664,12 @@ spec:
 		})
 	})
 
+	// Not yet: NetworkPolicy as it was after h4's reboot and restart. Run on this tree, a client
+	// the policies admit no longer reached the database on h4 afterwards (issue 20, open).
+	if netpolDB != "" {
+		mustKc(t, "h1", "delete", "namespace", "np-db", "np-app", "np-other", "--wait=false")
+	}
+
 	t.Run("a host whose address changed refuses to start its node", func(t *testing.T) {
 		old := ip["h2"]
 		mustOnHost(t, "h2", "systemctl stop u7s; ip addr add 172.31.77.99/24 dev host0; ip addr del "+old+"/24 dev host0")
@@ -819,4 +820,19 @@ spec:
 			return nil
 		})
 	})
+}
+
+// hogPod is a pod on node that writes 200M into a 64Mi memory limit: it must be OOM-killed.
+func hogPod(node string) string {
+	return `apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  nodeName: ` + node + `
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: ` + busybox + `
+    command: [sh, -c, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30"]
+    resources: {limits: {memory: 64Mi}}`
 }

@@ -1,0 +1,222 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The NetworkPolicy checks of TestCluster: a database on the worker h4 in namespace np-db,
+// clients in np-app (h2) and np-other (h4, the database's own host, and h3).
+// Not checked yet, as it does not hold yet: an ipBlock on a NodePort client. rootlesskit's port
+// driver dials a refused client's connection again from the node's own address, which
+// kube-router admits as the node's (README, NetworkPolicy).
+const netpolDBPort = 8080
+
+// netpolClients are the client Deployments: namespace/name, and the node each runs on.
+var netpolClients = []struct{ ns, name, node string }{
+	{"np-app", "client", "h2"},
+	{"np-other", "same-host", "h4"},
+	{"np-other", "other-host", "h3"},
+}
+
+func netpolWorkload() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: Namespace
+metadata: {name: np-db}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: np-app, labels: {u7s-test: app}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: np-other}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: np-db}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: h4}
+      containers:
+      - {name: c, image: %s, args: [netexec, --http-port=%d]}
+`, agnhost, netpolDBPort)
+	for _, c := range netpolClients {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s, namespace: %s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: %s}
+      # h2 and h3 are control planes. Only their taint: a pod that tolerated every taint would
+      # come back to a cordoned node as fast as a drain evicts it.
+      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+      containers:
+      - {name: c, image: %s, command: [sleep, "36000"]}
+`, c.name, c.ns, c.name, c.name, c.node, busybox)
+	}
+	return b.String()
+}
+
+// netpolPolicies: default deny into np-db; from there, only pods of namespaces labelled
+// u7s-test=app.
+func netpolPolicies() string {
+	return fmt.Sprintf(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: np-db}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-app, namespace: np-db}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {u7s-test: app}}}]
+    ports: [{protocol: TCP, port: %d}]
+`, netpolDBPort)
+}
+
+// netpolEgress: np-app's pods may reach the database only, then also DNS in kube-system.
+const netpolEgressDBOnly = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: egress-db-only, namespace: np-app}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: np-db}}}]
+`
+
+const netpolEgressDNS = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: egress-dns, namespace: np-app}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+`
+
+// netpol drives the checks from host from (a control plane's kubectl).
+type netpol struct {
+	t    *testing.T
+	from string
+}
+
+// exec runs cmd in the running pod of Deployment name in ns.
+func (p netpol) exec(ns, name string, cmd ...string) (string, error) {
+	out, err := kc(p.t, p.from, "-n", ns, "get", "pods", "-l", "app="+name,
+		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].metadata.name}")
+	if err != nil {
+		return out, fmt.Errorf("no running pod of %s/%s: %w", ns, name, err)
+	}
+	return kc(p.t, p.from, append([]string{"-n", ns, "exec", strings.TrimSpace(out), "--"}, cmd...)...)
+}
+
+// reach reports whether client (namespace/name) gets an answer from the database pod.
+func (p netpol) reach(ns, name, dbIP string) error {
+	out, err := p.exec(ns, name, "sh", "-c", httpGet(dbIP, netpolDBPort))
+	if err != nil || !strings.Contains(out, "db-") {
+		return fmt.Errorf("no answer: %v: %s", err, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// expect waits until client reaches the database (want) or is refused (!want): policies take
+// effect within a sync, not at once.
+func (p netpol) expect(ns, name, dbIP string, want bool) {
+	p.t.Helper()
+	what := fmt.Sprintf("%s/%s reaches the database", ns, name)
+	if !want {
+		what = fmt.Sprintf("%s/%s is kept from the database", ns, name)
+	}
+	eventually(p.t, what, 90*time.Second, func() error {
+		err := p.reach(ns, name, dbIP)
+		switch {
+		case want && err != nil:
+			return err
+		case !want && err == nil:
+			return fmt.Errorf("it still answers")
+		}
+		return nil
+	})
+}
+
+// dns reports whether np-app's client resolves a cluster name.
+func (p netpol) dns() error {
+	out, err := p.exec("np-app", "client", "timeout", "8", "nslookup", "kubernetes.default.svc.cluster.local")
+	if err != nil || !strings.Contains(out, "Address") || strings.Contains(out, "timed out") {
+		return fmt.Errorf("no answer: %v: %s", err, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// enforced checks the policies of netpolPolicies and the egress ones as they stand after
+// checkNetworkPolicy (and, once it holds, after restarts and reboots: issue 20).
+func (p netpol) enforced(dbIP string) {
+	p.t.Helper()
+	p.expect("np-app", "client", dbIP, true)
+	p.expect("np-other", "same-host", dbIP, false)
+	p.expect("np-other", "other-host", dbIP, false)
+	eventually(p.t, "np-app resolves names (egress to DNS allowed)", 90*time.Second, p.dns)
+}
+
+// checkNetworkPolicy: every node enforces NetworkPolicy, from the same host and across hosts,
+// ingress and egress, pod and namespace selectors.
+func checkNetworkPolicy(p netpol) (dbIP string) {
+	t := p.t
+	for _, h := range []string{"h1", "h2", "h3", "h4"} {
+		if out, err := onHost(t, h, "u7s status | grep '^policy:'"); err != nil || !strings.Contains(out, "NetworkPolicy enforced") {
+			t.Errorf("u7s status on %s: %v: %s", h, err, out)
+		}
+	}
+	applyOn(t, p.from, netpolWorkload())
+	mustKc(t, p.from, "-n", "np-db", "rollout", "status", "deployment/db", "--timeout=180s")
+	for _, c := range netpolClients {
+		mustKc(t, p.from, "-n", c.ns, "rollout", "status", "deployment/"+c.name, "--timeout=180s")
+	}
+	dbIP = strings.TrimSpace(mustKc(t, p.from, "-n", "np-db", "get", "pods", "-l", "app=db", "-o", "jsonpath={.items[0].status.podIP}"))
+
+	// Without a policy everyone gets through: the refusals below are the policies' doing.
+	for _, c := range netpolClients {
+		p.expect(c.ns, c.name, dbIP, true)
+	}
+	eventually(t, "np-app resolves names before any policy", time.Minute, p.dns)
+
+	start := time.Now()
+	applyOn(t, p.from, netpolPolicies())
+	p.expect("np-other", "same-host", dbIP, false)
+	t.Logf("FIGURE NetworkPolicy: default deny enforced %.0f s after it was created", time.Since(start).Seconds())
+	p.expect("np-other", "other-host", dbIP, false)
+	p.expect("np-app", "client", dbIP, true)
+
+	applyOn(t, p.from, netpolEgressDBOnly)
+	eventually(t, "np-app's DNS is blocked by its egress policy", 90*time.Second, func() error {
+		if p.dns() == nil {
+			return fmt.Errorf("it still resolves")
+		}
+		return nil
+	})
+	p.expect("np-app", "client", dbIP, true)
+	applyOn(t, p.from, netpolEgressDNS)
+	p.enforced(dbIP)
+	return dbIP
+}
