@@ -1,7 +1,8 @@
 // Package cis is the u7s profile of the CIS Kubernetes benchmark for kube-bench (u7s check
 // cis): derived at run time from kube-bench's own cfg/ (config.yaml and cfg/cis-1.12), it points
-// kube-bench's component definitions at what a u7s node has inside its namespace and turns the
-// checks that cannot apply to a rootless node (NotApplicable, the one list) into skips.
+// kube-bench's component definitions at what a u7s node has inside its namespace, turns the
+// checks that cannot apply to a rootless node (NotApplicable, the one list) into skips, and
+// answers the manual checks that u7s can (Automated) with an audit of its own.
 package cis
 
 import (
@@ -14,6 +15,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/u7s/u7s/internal/netpol"
 )
 
 const (
@@ -46,6 +49,29 @@ var NotApplicable = []Check{
 		"namespace, so there is no kubelet service file to own (its configuration file " +
 		"/var/lib/kubelet/config.yaml is checked by 4.1.10)"},
 }
+
+// AutomatedCheck is a manual check of the benchmark that a u7s cluster answers itself: the
+// profile gives it Audit, a shell command whose output has "Flag: Value" when the check holds,
+// and Remediation for when it does not, so that kube-bench reports PASS or FAIL, not WARN.
+type AutomatedCheck struct {
+	ID, Audit, Flag, Value, Remediation string
+}
+
+// Automated are the manual checks u7s answers, the one list.
+var Automated = []AutomatedCheck{{
+	// "Ensure that the CNI in use supports NetworkPolicies": u7s's policy controller runs, ready,
+	// on every node (flannel itself enforces none).
+	ID: "5.3.1",
+	Audit: fmt.Sprintf(`r=$(kubectl -n %[1]s get daemonset %[2]s -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}'); `+
+		`want=${r#*/}; ok=false; [ -n "$want" ] && [ "$want" != 0 ] && [ "${r%%/*}" = "$want" ] && ok=true; `+
+		`echo "networkPolicyEnforcedOnEveryNode: $ok (%[2]s ready/nodes: $r)"`, netpol.Namespace, netpol.DaemonSetName),
+	Flag:  "networkPolicyEnforcedOnEveryNode",
+	Value: "true",
+	Remediation: fmt.Sprintf("u7s enforces NetworkPolicy with the DaemonSet %[1]s/%[2]s (kube-router's controller) on every node, "+
+		"as flannel enforces none: see why a pod of it is not ready with kubectl -n %[1]s describe daemonset %[2]s; "+
+		"u7s status on a node says whether that node enforces; u7s upgrade apply installs it on a cluster made before it.",
+		netpol.Namespace, netpol.DaemonSetName),
+}}
 
 // Targets are the benchmark's parts a node runs, by role: a worker has no control plane, etcd
 // or cluster-wide credentials (the policies).
@@ -196,6 +222,10 @@ func WriteProfile(upstream, dir string, l Layout) error {
 	for _, c := range NotApplicable {
 		reasons[c.ID] = c.Reason
 	}
+	automated := map[string]AutomatedCheck{}
+	for _, c := range Automated {
+		automated[c.ID] = c
+	}
 	seen := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -206,7 +236,7 @@ func WriteProfile(upstream, dir string, l Layout) error {
 		// The benchmark's own config.yaml overrides settings of the top one: upstream's has
 		// none for cis-1.12, and u7s's definitions are in the top one.
 		if filepath.Base(f) != "config.yaml" {
-			if out, err = skipChecks(b, reasons, seen, filepath.Base(f)); err != nil {
+			if out, err = profileChecks(b, reasons, automated, seen, filepath.Base(f)); err != nil {
 				return fmt.Errorf("%s: %w", f, err)
 			}
 		}
@@ -220,8 +250,13 @@ func WriteProfile(upstream, dir string, l Layout) error {
 			missing = append(missing, c.ID)
 		}
 	}
+	for _, c := range Automated {
+		if _, ok := seen[c.ID]; !ok {
+			missing = append(missing, c.ID)
+		}
+	}
 	if len(missing) > 0 {
-		return fmt.Errorf("kube-bench's %s has no check %s: the u7s not-applicable list (internal/cis) needs updating for it",
+		return fmt.Errorf("kube-bench's %s has no check %s: the u7s lists of checks (internal/cis) need updating for it",
 			filepath.Join(upstream, Upstream), strings.Join(missing, ", "))
 	}
 	return nil
@@ -264,9 +299,10 @@ func profileConfig(path string, l Layout) ([]byte, error) {
 	return encode(&doc)
 }
 
-// skipChecks marks the checks of one controls file that are in reasons as skipped, recording
-// in seen which file had each; every other check is left exactly as it is.
-func skipChecks(b []byte, reasons, seen map[string]string, file string) ([]byte, error) {
+// profileChecks marks the checks of one controls file that are in reasons as skipped and gives
+// those in automated their audit, recording in seen which file had each; every other check is
+// left exactly as it is.
+func profileChecks(b []byte, reasons map[string]string, automated map[string]AutomatedCheck, seen map[string]string, file string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, err
@@ -288,19 +324,59 @@ func skipChecks(b []byte, reasons, seen map[string]string, file string) ([]byte,
 			if id == nil {
 				continue
 			}
-			reason, ok := reasons[id.Value]
-			if !ok {
+			reason, skip := reasons[id.Value]
+			auto, automate := automated[id.Value]
+			if !skip && !automate {
 				continue
 			}
 			if other, dup := seen[id.Value]; dup {
 				return nil, fmt.Errorf("check %s is in both %s and %s", id.Value, other, file)
 			}
 			seen[id.Value] = file
-			setKey(c, "type", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "skip"})
-			setKey(c, "remediation", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: NotApplicablePrefix + reason})
+			if skip {
+				setKey(c, "type", str("skip"))
+				setKey(c, "remediation", str(NotApplicablePrefix+reason))
+				continue
+			}
+			if err := automateCheck(c, auto); err != nil {
+				return nil, fmt.Errorf("check %s: %w", id.Value, err)
+			}
 		}
 	}
 	return encode(&doc)
+}
+
+// automateCheck turns a manual check into a an automated one: u7s's audit and test, upstream's
+// text with "(Manual)" made "(Automated by u7s)".
+func automateCheck(c *yaml.Node, a AutomatedCheck) error {
+	if t := mapValue(c, "type"); t == nil || t.Value != "manual" {
+		return errors.New("not a manual check in kube-bench's cfg any more: the u7s list Automated (internal/cis) needs updating for it")
+	}
+	deleteKey(c, "type")
+	if t := mapValue(c, "text"); t != nil {
+		t.Value = strings.Replace(t.Value, "(Manual)", "(Automated by u7s)", 1)
+	}
+	setKey(c, "audit", str(a.Audit))
+	var tests yaml.Node
+	if err := tests.Encode(map[string]any{"test_items": []any{map[string]any{
+		"flag": a.Flag, "compare": map[string]any{"op": "eq", "value": a.Value}}}}); err != nil {
+		return err
+	}
+	setKey(c, "tests", &tests)
+	setKey(c, "remediation", str(a.Remediation))
+	return nil
+}
+
+func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+// deleteKey removes key and its value from the mapping m.
+func deleteKey(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
 }
 
 func encode(doc *yaml.Node) ([]byte, error) {

@@ -97,11 +97,22 @@ func testProfile(t *testing.T, upstream string) {
 	for _, c := range NotApplicable {
 		reasons[c.ID] = c.Reason
 	}
+	automated := map[string]AutomatedCheck{}
+	for _, a := range Automated {
+		automated[a.ID] = a
+		if _, ok := want[a.ID]; !ok {
+			t.Errorf("automated check %s is not in %s", a.ID, upstream)
+		}
+	}
 	skipped := 0
 	for id, w := range want {
 		g, ok := got[id]
 		if !ok {
 			t.Errorf("check %s is missing from the profile", id)
+			continue
+		}
+		if a, ok := automated[id]; ok {
+			checkAutomated(t, a, g, w)
 			continue
 		}
 		reason, na := reasons[id]
@@ -182,6 +193,59 @@ func testProfile(t *testing.T, upstream string) {
 	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(dir, Benchmark, filepath.Base(f))); err != nil {
 			t.Errorf("%s is not in the profile: %v", filepath.Base(f), err)
+		}
+	}
+}
+
+// checkAutomated: an automated check has u7s's audit, test and remediation, no type (manual),
+// "(Automated by u7s)" in its text, and the rest upstream's.
+func checkAutomated(t *testing.T, a AutomatedCheck, g, w map[string]any) {
+	t.Helper()
+	if w["type"] != "manual" {
+		t.Errorf("check %s is not manual upstream: %v", a.ID, w["type"])
+	}
+	if _, ok := g["type"]; ok {
+		t.Errorf("check %s: still of type %v", a.ID, g["type"])
+	}
+	if g["audit"] != a.Audit || g["remediation"] != a.Remediation {
+		t.Errorf("check %s: audit %q, remediation %q", a.ID, g["audit"], g["remediation"])
+	}
+	wantTests := map[string]any{"test_items": []any{map[string]any{"flag": a.Flag, "compare": map[string]any{"op": "eq", "value": a.Value}}}}
+	if !reflect.DeepEqual(g["tests"], wantTests) {
+		t.Errorf("check %s: tests %v, want %v", a.ID, g["tests"], wantTests)
+	}
+	text, _ := g["text"].(string)
+	if !strings.HasSuffix(text, "(Automated by u7s)") || strings.Contains(text, "Manual") {
+		t.Errorf("check %s: text %q", a.ID, text)
+	}
+	for _, k := range []string{"type", "audit", "tests", "remediation", "text"} {
+		delete(g, k)
+		delete(w, k)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("check %s: more than its audit changed:\n got %v\nwant %v", a.ID, g, w)
+	}
+}
+
+// The audit of an automated check, run by the shell as kube-bench runs it, with kubectl's
+// answer faked: "Flag: Value" exactly when every node's controller is ready.
+func TestAutomatedAudit(t *testing.T) {
+	bin := t.TempDir()
+	for answer, want := range map[string]bool{"4/4": true, "3/4": false, "0/0": false, "": false, "/": false} {
+		script := "#!/bin/sh\nprintf '%s' '" + answer + "'\n"
+		if err := os.WriteFile(filepath.Join(bin, "kubectl"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range Automated {
+			cmd := exec.Command("/bin/sh", "-c", a.Audit)
+			cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s: %v", a.ID, err)
+			}
+			if got := strings.Contains(string(out), a.Flag+": "+a.Value+" "); got != want {
+				t.Errorf("%s with kubectl answering %q: %q", a.ID, answer, out)
+			}
 		}
 	}
 }

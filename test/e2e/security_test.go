@@ -33,6 +33,11 @@ func testSecurity(t *testing.T, nodeName, nodeIP string) {
 		if err != nil {
 			t.Errorf("u7s check cis: %v", err)
 		}
+		// 5.3.1 (the CNI enforces NetworkPolicy) is u7s's own audit: the report lists every FAIL
+		// and WARN, so a 5.3.1 in it means the check did not pass.
+		if strings.Contains(out, " 5.3.1 ") {
+			t.Errorf("CIS 5.3.1 (NetworkPolicy enforced) did not pass")
+		}
 		if m := regexp.MustCompile(`(?m)^.*\b(\d+) checks?\b.*$`).FindString(out); m != "" {
 			t.Logf("FIGURE cis %s", strings.TrimSpace(m))
 		}
