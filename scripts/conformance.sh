@@ -5,6 +5,12 @@
 #
 #   make conformance                                  every Conformance spec that fits one node
 #   make conformance CONFORMANCE_FOCUS='DNS|Service'  only specs whose names match
+#   CONFORMANCE_LABELS='Feature:NetworkPolicy' ...     another label filter than Conformance's
+#   KUBECONFIG=F U7S_REGISTRY=R scripts/conformance.sh    against another cluster than this host's
+#                                                     node (TestCluster's hosts), its images from R
+#
+# CONFORMANCE_PREBUILT=1: e2e.test, ginkgo and kubectl are already in _output/bin (scripts/test.sh
+# builds them once before its lanes, which may run this script at the same time).
 #
 # Skipped, as on any cluster of this shape: specs labelled Serial, Disruptive or Flaky, and those
 # upstream marks Environment:NotInUserNS (they cannot pass in a user namespace).
@@ -15,23 +21,30 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make conformance runs as root (it reads the node's admin.conf)" >&2; exit 1; }
 FOCUS=${CONFORMANCE_FOCUS:-}
 NODES=${CONFORMANCE_NODES:-4}
-LABELS='Conformance && !Serial && !Disruptive && !Flaky && !Environment:NotInUserNS'
+LABELS="${CONFORMANCE_LABELS:-Conformance} && !Serial && !Disruptive && !Flaky && !Environment:NotInUserNS"
 KUBECONFIG=${KUBECONFIG:-/etc/kubernetes/admin.conf}
-if [ ! -r /etc/u7s/node.json ] || [ ! -r "$KUBECONFIG" ]; then
-	echo "conformance: no u7s node on this host (no /etc/u7s/node.json or $KUBECONFIG); make cluster first" >&2
-	exit 1
+# The images' registry: the cluster's (U7S_REGISTRY), else this host's node's.
+registry=${U7S_REGISTRY:-}
+if [ -z "$registry" ]; then
+	if [ ! -r /etc/u7s/node.json ]; then
+		echo "conformance: no u7s node on this host (no /etc/u7s/node.json); make cluster first, or name the cluster's KUBECONFIG and U7S_REGISTRY" >&2
+		exit 1
+	fi
+	registry=$(jq -r .registry /etc/u7s/node.json)
 fi
+[ -r "$KUBECONFIG" ] || { echo "conformance: cannot read $KUBECONFIG (KUBECONFIG); make cluster first" >&2; exit 1; }
 KUBECONFIG=$KUBECONFIG kubectl get --raw /readyz >/dev/null ||
-	{ echo "conformance: the node's API server does not answer; u7s status, or u7s start" >&2; exit 1; }
+	{ echo "conformance: the API server of $KUBECONFIG does not answer; u7s status, or u7s start" >&2; exit 1; }
 
-echo "== building upstream's e2e suite, ginkgo and kubectl (Kubernetes of versions.env)"
-make -s components COMPONENTS="e2e.test ginkgo kubectl"
+if [ "${CONFORMANCE_PREBUILT:-}" != 1 ]; then
+	echo "== building upstream's e2e suite, ginkgo and kubectl (Kubernetes of versions.env)"
+	make -s components COMPONENTS="e2e.test ginkgo kubectl"
+fi
 bin=$PWD/_output/bin
 
-# Upstream's test images come from the registry of the node, where u7s images build puts them: u7s
+# Upstream's test images come from the cluster's registry, where u7s images build puts them: u7s
 # says where (u7s images repo-list, the one place of that rule).
-registry=$(jq -r .registry /etc/u7s/node.json)
-out=$PWD/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)
+out=$PWD/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)-$$
 mkdir -p "$out"
 u7s=$bin/u7s
 [ -x "$u7s" ] || u7s=u7s

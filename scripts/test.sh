@@ -81,6 +81,10 @@ fi
 [ "$what" = all ] || [ "$what" = e2e ] || exit 0
 
 suite "build: u7s, components" make u7s components
+# Upstream's e2e suite, for the lanes' runs of scripts/conformance.sh (two may run at once: built
+# here once, they do not build it again).
+suite "build: upstream's e2e suite" make components COMPONENTS="e2e.test ginkgo"
+export CONFORMANCE_PREBUILT=1
 # The unit tests that need the built components, skipped by the unit suite until they exist:
 # the chroot tests of upstream's busybox behaviour, and crio.conf read by cri-o's own loader.
 suite "unit: with the components" env U7S_COMPONENTS_BUILT=1 \

@@ -676,6 +676,10 @@ spec:
 		mustKc(t, "h1", "delete", "namespace", "np-db", "np-app", "np-other", "--wait=false")
 	}
 
+	t.Run("upstream's NetworkPolicy specs across the workers h4 and h5", func(t *testing.T) {
+		runUpstreamNetpol(t, "h1")
+	})
+
 	t.Run("a host whose address changed refuses to start its node", func(t *testing.T) {
 		old := ip["h2"]
 		mustOnHost(t, "h2", "systemctl stop u7s; ip addr add 172.31.77.99/24 dev host0; ip addr del "+old+"/24 dev host0")

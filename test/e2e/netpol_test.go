@@ -5,6 +5,11 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -330,4 +335,53 @@ func checkNetworkPolicy(p netpol) (dbIP string) {
 	applyOn(t, p.from, netpolEgressDNS)
 	p.enforced(dbIP)
 	return dbIP
+}
+
+// upstreamNetpolFocus are the upstream NetworkPolicy specs (e2e.test, Feature:NetworkPolicy)
+// TestCluster runs across its hosts: one of each kind the issue names (default deny, pod and
+// namespace selectors, numbered and named ports, egress, ipBlock with except, UDP, an updated and a
+// deleted policy). Every spec of the feature is `CONFORMANCE_LABELS=Feature:NetworkPolicy make
+// conformance` on a cluster of two or more workers; the report of the whole run is in the README.
+var upstreamNetpolFocus = []string{
+	`should support a 'default-deny-ingress' policy`,
+	`should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector`,
+	`should enforce policy based on Ports`,
+	`should allow ingress access on one named port`,
+	`should enforce except clause while egress access to server in CIDR block`,
+	`should not allow access by TCP when a policy specifies only UDP`,
+	`should stop enforcing policies after they are deleted`,
+}
+
+// runUpstreamNetpol runs upstreamNetpolFocus with scripts/conformance.sh against the cluster of
+// host (its admin.conf, at the balancer) and fails t with the script's report when a spec fails.
+func runUpstreamNetpol(t *testing.T, host string) {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(kubeconfig, []byte(mustOnHost(t, host, "cat /etc/kubernetes/admin.conf")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The registry the hosts chose (the specification's rules: registry.local names this machine).
+	registry := strings.TrimSpace(mustOnHost(t, host, "u7s registry"))
+	focus := make([]string, len(upstreamNetpolFocus))
+	for i, f := range upstreamNetpolFocus {
+		focus[i] = regexp.QuoteMeta(f)
+	}
+	cmd := exec.Command(filepath.Join(repoRoot(t), "scripts/conformance.sh"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "U7S_REGISTRY="+registry,
+		"CONFORMANCE_LABELS=Feature:NetworkPolicy && !Feature:SCTPConnectivity",
+		"CONFORMANCE_FOCUS="+strings.Join(focus, "|"), "CONFORMANCE_NODES=2")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("upstream's NetworkPolicy specs (%.0f s):\n%s", time.Since(start).Seconds(), out)
+	if err != nil {
+		t.Errorf("upstream's NetworkPolicy specs: %v", err)
+	}
+	m := regexp.MustCompile(`conformance: (\d+) passed`).FindSubmatch(out)
+	if m == nil {
+		t.Fatal("the script printed no report")
+	}
+	if n, _ := strconv.Atoi(string(m[1])); n < len(upstreamNetpolFocus) {
+		t.Errorf("%d specs passed, want %d or more (each focus matches one spec or more)", n, len(upstreamNetpolFocus))
+	}
+	t.Logf("FIGURE upstream NetworkPolicy specs: %s in %.0f s", m[0], time.Since(start).Seconds())
 }
