@@ -87,8 +87,9 @@ test:
 e2e:
 	scripts/test.sh e2e
 
+# BENCH=node|hosts|day2 measures one part (scripts/bench.sh).
 bench:
-	scripts/bench.sh
+	scripts/bench.sh $(or $(BENCH),all)
 
 # Upstream's [Conformance] tests against this host's node (make cluster); CONFORMANCE_FOCUS
 # narrows them (a regexp of spec names), CONFORMANCE_NODES sets the parallel processes.
