@@ -28,9 +28,20 @@ import (
 // from the namespace's own address, and a pod refused to a client by a NetworkPolicy (an ipBlock
 // that does not admit it) would be reached anyway: every policy engine admits the node's own
 // addresses, as the kubelet's probes come from them.
+//
+// A port forwarded to the namespace's loopback (the node's own: the API server, etcd, the
+// kubelet) is dialled from the namespace, as the kernel does not route an answer from loopback
+// to a client's address: such a dial from the client's address only times out (rootlesskit's
+// waits a second each time, then dials again from the namespace). No NetworkPolicy covers the
+// node's own processes.
 type portChild struct {
 	routing    sync.Once
 	routingErr error
+	// refusals counts the connections refused since the last one logged: one line a
+	// refusalLogInterval at most, as a policy may refuse many.
+	mu         sync.Mutex
+	refusals   int
+	lastLogged time.Time
 	// The namespace's side effects, replaced in unit tests.
 	setupRouting func() error
 	dialFrom     func(target, sourceIP string, sourcePort int) (net.Conn, error)
@@ -48,7 +59,7 @@ const (
 	transparentMark  = 100
 	transparentTable = 100
 	// transparentDialTimeout bounds a dial to a pod on another host too (a slow host's).
-	transparentDialTimeout = 5 * time.Second
+	transparentDialTimeout = 3 * time.Second
 )
 
 func (d *portChild) RunChildDriver(opq map[string]string, quit <-chan struct{}, detachedNetNSPath string) error {
@@ -112,8 +123,26 @@ func (d *portChild) serve(c *net.UnixConn, transparent bool) {
 		err = fmt.Errorf("unknown request type %q", req.Type)
 	}
 	if err != nil {
+		d.logRefusal(&req, err)
 		_, _ = lowlevelmsgutil.MarshalToWriter(c, &msg.Reply{Error: err.Error()})
 	}
+}
+
+// refusalLogInterval is how often at most a refused connection is logged.
+const refusalLogInterval = 10 * time.Second
+
+// logRefusal logs why a forwarded connection was refused (the parent only logs that it was),
+// one line a refusalLogInterval at most, with how many were refused since the last line.
+func (d *portChild) logRefusal(req *msg.Request, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refusals++
+	if time.Since(d.lastLogged) < refusalLogInterval {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "port forward: %d connection(s) refused, the last from %s:%d to %s port %d: %v\n",
+		d.refusals, req.SourceIP, req.SourcePort, req.Proto, req.Port, err)
+	d.refusals, d.lastLogged = 0, time.Now()
 }
 
 func (d *portChild) connect(c *net.UnixConn, req *msg.Request, transparent bool) error {
@@ -127,7 +156,7 @@ func (d *portChild) connect(c *net.UnixConn, req *msg.Request, transparent bool)
 	}
 	target := net.JoinHostPort(ip, strconv.Itoa(req.Port))
 	var conn net.Conn
-	if transparent && fromOutside(network, req) {
+	if transparent && fromOutside(network, req) && !net.ParseIP(ip).IsLoopback() {
 		if err := d.routed(); err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ func TestPortChildRefusedClientIsNotRedialled(t *testing.T) {
 	d := &portChild{
 		setupRouting: func() error { return nil },
 		dialFrom: func(target, ip string, p int) (net.Conn, error) {
-			if ip != "192.0.2.7" || p != 40000 || target != "127.0.0.1:30080" {
+			if ip != "192.0.2.7" || p != 40000 || target != "10.0.2.100:30080" {
 				t.Errorf("dialled %s from %s:%d", target, ip, p)
 			}
 			return nil, unix.ECONNREFUSED
@@ -63,7 +63,7 @@ func TestPortChildRefusedClientIsNotRedialled(t *testing.T) {
 		},
 	}
 	sock := startPortChild(t, d)
-	spec := port.Spec{Proto: "tcp", ChildIP: "127.0.0.1", ChildPort: 30080}
+	spec := port.Spec{Proto: "tcp", ChildIP: "10.0.2.100", ChildPort: 30080}
 	fd, err := msg.ConnectToChildWithSocketPath(sock, spec, &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000})
 	if err == nil {
 		unix.Close(fd)
@@ -86,7 +86,7 @@ func TestPortChildNoRoutingRefuses(t *testing.T) {
 		dial: func(string, string) (net.Conn, error) { t.Error("dialled from the namespace"); return nil, unix.EINVAL },
 	}
 	sock := startPortChild(t, d)
-	spec := port.Spec{Proto: "tcp", ChildIP: "127.0.0.1", ChildPort: 30080}
+	spec := port.Spec{Proto: "tcp", ChildIP: "10.0.2.100", ChildPort: 30080}
 	if fd, err := msg.ConnectToChildWithSocketPath(sock, spec, &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}); err == nil {
 		unix.Close(fd)
 		t.Fatal("forwarded without the client's address")
@@ -131,6 +131,35 @@ func TestPortChildLoopbackClient(t *testing.T) {
 	if s := <-got; s != "hello" {
 		t.Errorf("the listener got %q through the handed socket", s)
 	}
+}
+
+// A client from outside to a port of the namespace's loopback (the API server's) is dialled from
+// the namespace: the kernel would not route the answers to the client's address.
+func TestPortChildLoopbackTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	d := newPortChild()
+	d.setupRouting = func() error { t.Error("routing set up for a loopback target"); return nil }
+	d.dialFrom = func(string, string, int) (net.Conn, error) {
+		t.Error("dialled from the client's address")
+		return nil, unix.EINVAL
+	}
+	sock := startPortChild(t, d)
+	p := ln.Addr().(*net.TCPAddr).Port
+	fd, err := msg.ConnectToChildWithSocketPath(sock, port.Spec{Proto: "tcp", ParentIP: "0.0.0.0", ChildPort: p},
+		&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
 }
 
 func TestDialIP(t *testing.T) {
