@@ -35,11 +35,10 @@ import (
 // waits a second each time, then dials again from the namespace). No NetworkPolicy covers the
 // node's own processes.
 type portChild struct {
-	routing    sync.Once
-	routingErr error
 	// refusals counts the connections refused since the last one logged: one line a
 	// refusalLogInterval at most, as a policy may refuse many.
 	mu         sync.Mutex
+	routingOK  bool
 	refusals   int
 	lastLogged time.Time
 	// The namespace's side effects, replaced in unit tests.
@@ -49,7 +48,7 @@ type portChild struct {
 }
 
 func newPortChild() *portChild {
-	return &portChild{setupRouting: setupTransparentRouting, dialFrom: dialFrom, dial: net.Dial}
+	return &portChild{setupRouting: checkSourceRouting, dialFrom: dialFrom, dial: net.Dial}
 }
 
 // transparentMark marks the namespace's connections dialled from a client's address, so that
@@ -244,26 +243,64 @@ func dialFrom(target, sourceIP string, sourcePort int) (net.Conn, error) {
 	return d.Dial("tcp", target)
 }
 
-// routed sets up, once, the routing of connections dialled from a client's address.
+// routed checks that the namespace routes the answers to connections dialled from a client's
+// address (SetupSourceRouting); once it does, it is not checked again.
 func (d *portChild) routed() error {
-	d.routing.Do(func() { d.routingErr = d.setupRouting() })
-	if d.routingErr != nil {
-		return fmt.Errorf("the client's address cannot be kept (%w): refused rather than forwarded from the node's own address, which NetworkPolicy admits", d.routingErr)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.routingOK {
+		if err := d.setupRouting(); err != nil {
+			return fmt.Errorf("the client's address cannot be kept (%w): refused rather than forwarded from the node's own address, which NetworkPolicy admits", err)
+		}
+		d.routingOK = true
 	}
 	return nil
 }
 
-// setupTransparentRouting makes the namespace deliver locally what answers a connection dialled
-// from a client's address: the connection is marked where it leaves (OUTPUT), the mark is put
-// back on each packet that comes back (PREROUTING), and marked packets are routed by a table
-// where every address is local. Accepted sockets inherit the mark (tcp_fwmark_accept) for a
-// proxy in the namespace that answers from a socket of its own.
-func setupTransparentRouting() error {
+// checkSourceRouting reports whether SetupSourceRouting has run in this network namespace: its
+// last step, the rule for marked packets, is there. The port driver runs in the namespace's
+// first process, which reaps every exited process, so it cannot run iptables itself and know
+// how it ended: namespace-init sets the routing up when the namespace starts.
+func checkSourceRouting() error {
+	rules, err := netlink.RuleList(netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if r.Mark == transparentMark && r.Table == transparentTable {
+			return nil
+		}
+	}
+	return errors.New("the routing for it is not set up (yet): u7s namespace-init sets it up as the node starts")
+}
+
+// SetupSourceRouting makes the namespace deliver locally what answers a connection dialled
+// from a client's address (the port driver's): the connection is marked where it leaves
+// (OUTPUT), the mark is put back on each packet that comes back (PREROUTING), and marked packets
+// are routed by a table where every address is local. Accepted sockets inherit the mark
+// (tcp_fwmark_accept) for a proxy in the namespace that answers from a socket of its own. Run
+// once in a new network namespace, by namespace-init; the rule for marked packets comes last, as
+// checkSourceRouting looks for it.
+func SetupSourceRouting() error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0o644); err != nil {
+		return err
+	}
+	mark := strconv.Itoa(transparentMark)
+	for _, args := range [][]string{
+		{"-w", "5", "-t", "mangle", "-A", "OUTPUT", "-p", "tcp", "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "CONNMARK", "--set-mark", mark},
+		{"-w", "5", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "connmark", "--mark", mark, "-j", "MARK", "--set-mark", mark},
+	} {
+		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %v: %w: %s", args, err, out)
+		}
+		// IPv6 only where the namespace has it: its clients come over IPv4 otherwise.
+		_ = exec.Command("ip6tables", args...).Run()
+	}
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return err
 	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	for _, fam := range []int{netlink.FAMILY_V6, netlink.FAMILY_V4} {
 		dst := &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
 		if fam == netlink.FAMILY_V6 {
 			dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
@@ -278,24 +315,9 @@ func setupTransparentRouting() error {
 				err = nil
 			}
 		}
-		// IPv6 only where the namespace has it: its clients come over IPv4 otherwise.
 		if err != nil && fam == netlink.FAMILY_V4 {
 			return fmt.Errorf("local route for marked packets: %w", err)
 		}
-	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0o644); err != nil {
-		return err
-	}
-	mark := strconv.Itoa(transparentMark)
-	for _, args := range [][]string{
-		{"-t", "mangle", "-A", "OUTPUT", "-p", "tcp", "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "CONNMARK", "--set-mark", mark},
-		{"-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "connmark", "--mark", mark, "-j", "MARK", "--set-mark", mark},
-	} {
-		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %v: %w: %s", args, err, out)
-		}
-		// Best effort, as the routes above.
-		_ = exec.Command("ip6tables", args...).Run()
 	}
 	return nil
 }

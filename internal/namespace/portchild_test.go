@@ -190,3 +190,31 @@ func TestDialIP(t *testing.T) {
 		t.Error("a loopback client counted as outside")
 	}
 }
+
+// Routing not there yet (the namespace is starting) refuses the connection, and is looked for
+// again at the next one rather than refused for good.
+func TestPortChildRoutingLookedForAgain(t *testing.T) {
+	var ready atomic.Bool
+	var dialled atomic.Int32
+	d := &portChild{
+		setupRouting: func() error {
+			if !ready.Load() {
+				return errors.New("not set up yet")
+			}
+			return nil
+		},
+		dialFrom: func(string, string, int) (net.Conn, error) { dialled.Add(1); return nil, unix.ECONNREFUSED },
+		dial:     func(string, string) (net.Conn, error) { t.Error("dialled from the namespace"); return nil, unix.EINVAL },
+	}
+	sock := startPortChild(t, d)
+	spec := port.Spec{Proto: "tcp", ChildIP: "10.0.2.100", ChildPort: 30080}
+	client := &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}
+	if _, err := msg.ConnectToChildWithSocketPath(sock, spec, client); err == nil || dialled.Load() != 0 {
+		t.Fatalf("without routing: err %v, %d dials", err, dialled.Load())
+	}
+	ready.Store(true)
+	_, _ = msg.ConnectToChildWithSocketPath(sock, spec, client)
+	if n := dialled.Load(); n != 1 {
+		t.Errorf("routing set up later: %d dials from the client's address, want 1", n)
+	}
+}
