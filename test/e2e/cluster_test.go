@@ -676,7 +676,7 @@ spec:
 		mustKc(t, "h1", "delete", "namespace", "np-db", "np-app", "np-other", "--wait=false")
 	}
 
-	t.Run("upstream's NetworkPolicy specs across the workers h4 and h5", func(t *testing.T) {
+	t.Run("upstream's NetworkPolicy specs: ports, named ports, ipBlock except, UDP", func(t *testing.T) {
 		runUpstreamNetpol(t, "h1")
 	})
 
