@@ -150,7 +150,7 @@ func RunChild() error {
 		NetworkDriver:             slirp4netns.NewChildDriver(),
 		CopyUpDriver:              tmpfssymlink.NewChildDriver(),
 		CopyUpDirs:                CopyUpDirs,
-		PortDriver:                newPortChild(),
+		PortDriver:                builtin.NewChildDriver(io.Discard),
 		MountProcfs:               true,
 		Propagation:               "rprivate",
 		Reaper:                    true,

@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/u7s/u7s/internal/config"
-	"github.com/u7s/u7s/internal/namespace"
 )
 
 // Interface is slirp4netns's tap device inside the namespace.
@@ -52,10 +51,6 @@ func Network(n *config.Node) error {
 	}
 	if err := fenceClusterNetworks(n); err != nil {
 		return err
-	}
-	// Forwarded connections from outside keep their client's address (the port driver's).
-	if err := namespace.SetupSourceRouting(); err != nil {
-		return fmt.Errorf("routing for forwarded connections that keep their client's address: %w", err)
 	}
 	ip := net.ParseIP(n.AdvertiseAddress).To4()
 	if ip == nil {
