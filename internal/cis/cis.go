@@ -346,7 +346,7 @@ func profileChecks(b []byte, reasons map[string]string, automated map[string]Aut
 	return encode(&doc)
 }
 
-// automateCheck turns a manual check into a an automated one: u7s's audit and test, upstream's
+// automateCheck turns a manual check into an automated one: u7s's audit and test, upstream's
 // text with "(Manual)" made "(Automated by u7s)".
 func automateCheck(c *yaml.Node, a AutomatedCheck) error {
 	if t := mapValue(c, "type"); t == nil || t.Value != "manual" {
