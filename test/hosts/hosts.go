@@ -889,8 +889,8 @@ func Run(name string) error {
 	}
 	args := []string{"--quiet", "--register=no", "--keep-unit", "-D", rootfs(name), "-M", name, "-b",
 		"--network-bridge=" + Bridge, "--console=read-only", "--resolv-conf=off", "--timezone=off",
-		// u7s-admin's subordinate ids must map: no --private-users; the node needs /dev/net/tun.
-		"--bind=/dev/net/tun",
+		// u7s-admin's subordinate ids must map: no --private-users. nspawn makes the host its own
+		// /dev/net/tun (a copy, not a bind: u7s's chmod there must not change this machine's).
 		// runc gives every container a session keyring; nspawn filters keyctl out by default.
 		"--system-call-filter=@keyring"}
 	for _, b := range h.Binds {
