@@ -58,6 +58,9 @@ var (
 	CRIOSocket = filepath.Join(RunDir, "crio", "crio.sock")
 	// LogDir holds the supervisor's, cri-o's and kubelet's logs.
 	LogDir = "/var/log/u7s"
+	// PodLogDir is where the kubelet keeps containers' logs, one directory per pod, as the
+	// namespace sees it (OnHost: where it is on the host).
+	PodLogDir = "/var/log/pods"
 	// FailedLogDir keeps the logs of each init or join that failed and was undone, one
 	// directory each (the undo removes LogDir).
 	FailedLogDir = "/var/log/u7s-failed"
@@ -119,7 +122,7 @@ var NamespaceBinds = []struct {
 	// host's /var/lib/containers is root's, not the node's.
 	{"containers", "/var/lib/containers", false},
 	{"cni/net.d", "/etc/cni/net.d", false},
-	{"log/pods", "/var/log/pods", false},
+	{"log/pods", PodLogDir, false},
 	{"log/containers", "/var/log/containers", false},
 }
 

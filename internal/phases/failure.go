@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ func Failed(ctx context.Context, flow string, d *Data, keep bool, out io.Writer,
 		fmt.Fprintf(out, "%s failed; the node is left as it is (--keep-on-failure): inspect %s, then run u7s reset\n", flow, paths.LogDir)
 		return err
 	}
-	kept, kerr := keepLogs(paths.LogDir, paths.FailedLogDir, flow, time.Now())
+	kept, kerr := keepLogs(paths.LogDir, paths.OnHost(paths.PodLogDir), paths.FailedLogDir, flow, time.Now())
 	switch {
 	case kerr != nil:
 		fmt.Fprintf(out, "warning: keeping the logs of the failed %s: %v\n", flow, kerr)
@@ -60,7 +61,9 @@ func (e *logsMoved) Unwrap() error { return e.err }
 // keepLogs moves every file of logDir (a failed run's logs, the API server's audit log
 // included) into a new directory under failedDir named after the flow and the time, and returns
 // it; "" when there was nothing to keep. A log a process still writes goes on growing there.
-func keepLogs(logDir, failedDir, flow string, now time.Time) (string, error) {
+// The kube-system pods' logs of podDir (the control plane's own: why an API server or etcd did
+// not come up) are copied into pods/.
+func keepLogs(logDir, podDir, failedDir, flow string, now time.Time) (string, error) {
 	ents, err := os.ReadDir(logDir)
 	if errors.Is(err, os.ErrNotExist) || err == nil && len(ents) == 0 {
 		return "", nil
@@ -78,5 +81,40 @@ func keepLogs(logDir, failedDir, flow string, now time.Time) (string, error) {
 			errs = append(errs, err)
 		}
 	}
+	pods, err := os.ReadDir(podDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range pods {
+		if !strings.HasPrefix(e.Name(), "kube-system_") {
+			continue
+		}
+		// Copied, not moved: /var/log may be another file system than the node's state.
+		if err := copyTree(filepath.Join(podDir, e.Name()), filepath.Join(dst, "pods", e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return dst, errors.Join(errs...)
+}
+
+// copyTree copies the directories and regular files under src to dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		switch {
+		case e.IsDir():
+			return os.MkdirAll(to, 0o750)
+		case !e.Type().IsRegular():
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o640)
+	})
 }

@@ -20,8 +20,17 @@ func TestKeepLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	pods := filepath.Join(dir, "pods")
+	for _, p := range []string{"kube-system_kube-apiserver-h1_0a/kube-apiserver/0.log", "default_web_1b/web/0.log"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(pods, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pods, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	now := time.Date(2026, 12, 2, 10, 55, 0, 0, time.UTC)
-	kept, err := keepLogs(logs, failed, "init", now)
+	kept, err := keepLogs(logs, pods, failed, "init", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +45,16 @@ func TestKeepLogs(t *testing.T) {
 			t.Errorf("%s is still in %s", f, logs)
 		}
 	}
+	// The control plane's pod logs are kept; a workload's are not.
+	const api = "kube-system_kube-apiserver-h1_0a/kube-apiserver/0.log"
+	if b, err := os.ReadFile(filepath.Join(kept, "pods", api)); err != nil || string(b) != api {
+		t.Errorf("the API server's log not kept: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(kept, "pods", "default_web_1b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a workload's log was kept")
+	}
 	// Nothing to keep: no directory made.
-	if kept, err := keepLogs(filepath.Join(dir, "none"), failed, "join", now); kept != "" || err != nil {
+	if kept, err := keepLogs(filepath.Join(dir, "none"), filepath.Join(dir, "none"), failed, "join", now); kept != "" || err != nil {
 		t.Errorf("keepLogs of a missing directory = %q, %v", kept, err)
 	}
 

@@ -264,13 +264,13 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 			out, err := onHost(t, h, cp)
 			if err != nil {
 				logs, _ := onHost(t, h, "journalctl -u u7s --no-pager | tail -30; tail -30 /var/log/u7s/kubelet.log")
-				t.Fatalf("control-plane join on %s: %v\n%s\n%s\n%s", h, err, tail(out, 40), logs, etcdLogs(t, "h1", "h2", "h3"))
+				t.Fatalf("control-plane join on %s: %v: %s\n%s\n%s\n%s", h, err, why(out), tail(out, 40), logs, etcdLogs(t, "h1", "h2", "h3"))
 			}
 			t.Logf("FIGURE join to Ready, control plane %s: %.0f s", h, time.Since(start).Seconds())
 		}
 		start = time.Now()
 		if out, err := onHost(t, "h4", worker); err != nil {
-			t.Fatalf("worker join on h4: %v\n%s", err, tail(out, 40))
+			t.Fatalf("worker join on h4: %v: %s\n%s", err, why(out), tail(out, 40))
 		}
 		t.Logf("FIGURE join to Ready, worker h4: %.0f s", time.Since(start).Seconds())
 	})
@@ -484,7 +484,7 @@ spec:
 		join := joinLine(t, mustOnHost(t, "h2", "u7s token create --print-join-command"), false)
 		start = time.Now()
 		if out, err := onHost(t, "h5", join+" --image-signing-key "+hostSigningKey); err != nil {
-			t.Fatalf("worker join on h5 with h1 down, no balancer retries: %v\n%s", err, tail(out, 30))
+			t.Fatalf("worker join on h5 with h1 down, no balancer retries: %v: %s\n%s", err, why(out), tail(out, 30))
 		}
 		t.Logf("FIGURE join to Ready, worker h5 with h1 down: %.0f s", time.Since(start).Seconds())
 		// The API keeps working: every request of a rollout watched through the balancer.
@@ -768,13 +768,13 @@ spec:
 		// The documented order: the other control planes leave (h3 did), one is restored, they
 		// join again.
 		if out, err := onHost(t, "h2", "u7s reset"); err != nil {
-			t.Fatalf("u7s reset on h2 before the restore: %v\n%s", err, tail(out, 20))
+			t.Fatalf("u7s reset on h2 before the restore: %v: %s\n%s", err, why(out), tail(out, 20))
 		}
 		s := time.Now()
 		out, err := onHost(t, "h1", "u7s etcd snapshot restore /root/cluster.db --yes")
 		t.Logf("FIGURE restore on h1 (2 MB etcd), to h1 Ready: %.0f s\n%s", time.Since(s).Seconds(), tail(out, 12))
 		if err != nil {
-			t.Fatalf("restore on h1: %v", err)
+			t.Fatalf("restore on h1: %v: %s", err, why(out))
 		}
 		// The snapshot's Nodes of h2 and h3 are gone: they join as new.
 		if out, err := kc(t, "h1", "get", "node", "h2", "h3"); err == nil || strings.Count(out, "NotFound") != 2 {
@@ -788,7 +788,7 @@ spec:
 		cp := worker + " --control-plane --certificate-key " + strings.TrimSpace(keyOut[len(keyOut)-1]) + " --image-signing-key " + hostSigningKey
 		for _, h := range []string{"h2", "h3"} {
 			if out, err := onHost(t, h, cp); err != nil {
-				t.Fatalf("%s joins the restored cluster: %v\n%s\n%s", h, err, tail(out, 30), etcdLogs(t, "h1", "h2", "h3"))
+				t.Fatalf("%s joins the restored cluster: %v: %s\n%s\n%s", h, err, why(out), tail(out, 30), etcdLogs(t, "h1", "h2", "h3"))
 			}
 		}
 		nodesReady(t, "h1", 3*time.Minute, "h1", "h2", "h3")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func mustOnHost(t *testing.T, name, script string) string {
 	t.Helper()
 	out, err := onHost(t, name, script)
 	if err != nil {
-		t.Fatalf("on %s: %v\n%s\n--- script:\n%s", name, err, out, script)
+		t.Fatalf("on %s: %v: %s\n%s\n--- script:\n%s", name, err, why(out), out, script)
 	}
 	return out
 }
@@ -160,6 +161,32 @@ kubectl get pods -A --no-headers | awk '$4 != "Running" { bad = 1; print "not ru
 			t.Errorf("kubectl version has an empty gitCommit:\n%s", v)
 		}
 	})
+}
+
+// why is the line of a command's output that says why it failed, for the first line of a test's
+// message (the only one the CI summary shows): u7s's last "u7s: error:" line, else the last line.
+func why(out string) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	l := lines[len(lines)-1]
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "u7s: error:") {
+			l = lines[i]
+			break
+		}
+	}
+	return strings.TrimSpace(l)
+}
+
+// keptLogs is, for an init or join that failed on host h and kept its logs (its output out
+// says where), the last lines of the kubelet's and the control plane's logs there.
+func keptLogs(t *testing.T, h, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`its logs are kept in (/var/log/u7s-failed/[a-z]+-[0-9TZ]+)`).FindStringSubmatch(out)
+	if m == nil {
+		return "(no logs kept)"
+	}
+	logs, _ := onHost(t, h, `cd `+m[1]+` && for f in kubelet.log pods/*/*/*.log; do [ -f "$f" ] && { echo "--- $h:`+m[1]+`/$f"; tail -n 15 "$f"; }; done; true`)
+	return logs
 }
 
 // tail returns the last n lines of s.

@@ -115,7 +115,7 @@ func TestPackage(t *testing.T) {
 		mustOnHost(t, h, "ip addr add 10.0.2.15/24 dev host0")
 		out, err := onHost(t, h, "u7s init --schedule-workloads --apiserver-advertise-address 10.0.2.15")
 		if err != nil {
-			t.Fatalf("init from the package at 10.0.2.15: %v\n%s", err, tail(out, 40))
+			t.Fatalf("init from the package at 10.0.2.15: %v: %s\n%s", err, why(out), tail(out, 40))
 		}
 		t.Logf("FIGURE apt-get install on a fresh host to a Ready node: %.0f s", time.Since(start).Seconds())
 		if !strings.Contains(out, "namespace network (slirp4netns): 10.0.0.0/24") {

@@ -95,10 +95,10 @@ func TestUpgrade(t *testing.T) {
 		// somewhere to go.
 		out, err := onHost(t, "h6", "u7s init --schedule-workloads --image-signing-key "+hostSigningKey)
 		if err != nil {
-			t.Fatalf("u7s init on h6: %v\n%s", err, tail(out, 30))
+			t.Fatalf("u7s init on h6: %v: %s\n%s\n%s", err, why(out), tail(out, 30), keptLogs(t, "h6", out))
 		}
 		if out, err := onHost(t, "h7", joinLine(t, out, false)+" --image-signing-key "+hostSigningKey); err != nil {
-			t.Fatalf("u7s join on h7: %v\n%s", err, tail(out, 30))
+			t.Fatalf("u7s join on h7: %v: %s\n%s\n%s", err, why(out), tail(out, 30), keptLogs(t, "h7", out))
 		}
 		nodesReady(t, "h6", 3*time.Minute, upgradeHosts...)
 		for _, n := range upgradeHosts {

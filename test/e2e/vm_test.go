@@ -126,7 +126,7 @@ func TestVM(t *testing.T) {
 		}
 		out, err := onHost(t, cp, "u7s init --image-signing-key "+hostSigningKey)
 		if err != nil {
-			t.Fatalf("init on %s: %v\n%s", cp, err, tail(out, 40))
+			t.Fatalf("init on %s: %v: %s\n%s\n%s", cp, err, why(out), tail(out, 40), keptLogs(t, cp, out))
 		}
 		if st := mustOnHost(t, cp, "u7s status"); !strings.Contains(st, "v1-delegated") {
 			t.Errorf("the nspawn control plane is not v1-delegated:\n%s", st)
@@ -135,7 +135,7 @@ func TestVM(t *testing.T) {
 		// --timeout: a host slower still than the emulated VM alone, its CPU shared with the
 		// other suites' hosts (each step took up to 30 times as long as here).
 		if out, err := onHost(t, vm, joinLine(t, out, false)+" --timeout 30m"); err != nil {
-			t.Fatalf("worker join on the VM: %v\n%s", err, tail(out, 40))
+			t.Fatalf("worker join on the VM: %v: %s\n%s", err, why(out), tail(out, 40))
 		}
 		t.Logf("FIGURE u7s join to Ready, the VM (emulated) as a worker: %.0f s", time.Since(start).Seconds())
 		if st := mustOnHost(t, vm, "u7s status"); !strings.Contains(st, "v2-delegated") {
