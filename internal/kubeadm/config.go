@@ -171,16 +171,63 @@ func taints(n *config.Node) []corev1.Taint {
 	return nil
 }
 
-// WritePatches writes this node's kubeadm patches (its kubelet settings) into PatchesDir.
-func WritePatches(n *config.Node) error {
-	b, err := json.MarshalIndent(kubelet.NodePatch(n.Cgroup), "", "  ")
-	if err != nil {
+// WritePatches writes this node's kubeadm patches into PatchesDir: its kubelet settings, and
+// the control plane's liveness probes fitted to its step timeout.
+func WritePatches(n *config.Node) error { return writePatches(PatchesDir, n) }
+
+func writePatches(dir string, n *config.Node) error {
+	patches := map[string]any{"kubeletconfiguration": kubelet.NodePatch(n.Cgroup)}
+	for target, p := range livenessPatches(n.Timeout()) {
+		patches[target] = p
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(PatchesDir, 0o755); err != nil {
-		return err
+	for target, p := range patches {
+		b, err := json.MarshalIndent(p, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, target+"+strategic.json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(PatchesDir, "kubeletconfiguration+strategic.json"), append(b, '\n'), 0o644)
+	return nil
+}
+
+// probePeriod is the period of kubeadm's liveness probes of the control plane's static pods.
+const probePeriod = 10 * time.Second
+
+// staticPodPatch is a strategic merge patch of the liveness probe of a static pod's container.
+type staticPodPatch struct {
+	Spec struct {
+		Containers []livenessPatch `json:"containers"`
+	} `json:"spec"`
+}
+
+type livenessPatch struct {
+	Name          string `json:"name"`
+	LivenessProbe struct {
+		FailureThreshold int32 `json:"failureThreshold"`
+	} `json:"livenessProbe"`
+}
+
+// livenessPatches gives the control plane's static pods (kubeadm's patch targets, each
+// container named as its target) liveness probes that a node of this step timeout meets.
+// kubeadm's startup probes follow the step timeout already (timeouts), but its liveness probes
+// kill a component that has not answered for 80 s (8 tries, 10 s apart): on a host ten times
+// slower than this machine, or as loaded, a busy API server or etcd is killed, starts again
+// slowly, and is killed again. An unanswered probe is tolerated for a quarter of a step (at
+// least kubeadm's 8 tries).
+func livenessPatches(step time.Duration) map[string]staticPodPatch {
+	out := map[string]staticPodPatch{}
+	for _, c := range []string{kubeadmconstants.Etcd, kubeadmconstants.KubeAPIServer, kubeadmconstants.KubeControllerManager, kubeadmconstants.KubeScheduler} {
+		var p staticPodPatch
+		p.Spec.Containers = []livenessPatch{{Name: c}}
+		p.Spec.Containers[0].LivenessProbe.FailureThreshold = int32(max(8, step/4/probePeriod))
+		out[c] = p
+	}
+	return out
 }
 
 func marshalDocuments(docs ...any) ([]byte, error) {

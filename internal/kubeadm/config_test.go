@@ -2,14 +2,21 @@ package kubeadm
 
 import (
 	"encoding/json"
+	"io"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
-
+	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
+	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
+	"k8s.io/kubernetes/cmd/kubeadm/app/phases/controlplane"
+	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
 	configutil "k8s.io/kubernetes/cmd/kubeadm/app/util/config"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/patches"
+	"sigs.k8s.io/yaml"
 
 	"github.com/u7s/u7s/internal/cgroups"
 	"github.com/u7s/u7s/internal/config"
@@ -210,6 +217,64 @@ func TestStepTimeouts(t *testing.T) {
 			if got != want {
 				t.Errorf("step %q: %s %s, want %s", step, what, got, want)
 			}
+		}
+	}
+}
+
+// The control plane's pods, as kubeadm makes them from init's documents and patches with the
+// files writePatches wrote, keep kubeadm's probes but tolerate an unanswered liveness probe for
+// a quarter of the step timeout; the startup probe follows the step timeout through timeouts.
+func TestControlPlaneProbesFitTheStepTimeout(t *testing.T) {
+	n := &config.Node{NodeName: "node1", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
+		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ImageRepository: "registry.local/k8s-p10",
+		Cgroup: cgroups.V1Delegated, StepTimeout: "20m"}
+	docs, err := InitDocuments(InitOptions{Node: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configutil.BytesToInitConfiguration(docs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := writePatches(dir, n); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patches.GetPatchManagerForPath(dir, patches.KnownTargets(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As kubeadm init does with its configuration's timeouts.
+	was := kubeadmapi.GetActiveTimeouts()
+	kubeadmapi.SetActiveTimeouts(cfg.Timeouts)
+	t.Cleanup(func() { kubeadmapi.SetActiveTimeouts(was) })
+	pods := controlplane.GetStaticPodSpecs(&cfg.ClusterConfiguration, &cfg.LocalAPIEndpoint, nil)
+	pods[kubeadmconstants.Etcd] = etcdphase.GetEtcdPodSpec(&cfg.ClusterConfiguration, &cfg.LocalAPIEndpoint, n.NodeName, nil)
+	if len(pods) != 4 {
+		t.Fatalf("kubeadm made %d static pods", len(pods))
+	}
+	for name, pod := range pods {
+		b, err := json.Marshal(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := &patches.PatchTarget{Name: name, StrategicMergePatchObject: corev1.Pod{}, Data: b}
+		if err := pm.ApplyPatchesToTarget(target); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got corev1.Pod
+		if err := yaml.Unmarshal(target.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Spec.Containers) != 1 {
+			t.Fatalf("%s: %d containers after the patch", name, len(got.Spec.Containers))
+		}
+		c := got.Spec.Containers[0]
+		if l := c.LivenessProbe; l == nil || l.FailureThreshold != 30 || l.PeriodSeconds != 10 || l.HTTPGet == nil || l.HTTPGet.Path == "" {
+			t.Errorf("%s: liveness probe %+v, want kubeadm's with 30 tries (5 of 20 minutes)", name, l)
+		}
+		if s := c.StartupProbe; s == nil || s.FailureThreshold != 120 {
+			t.Errorf("%s: startup probe %+v, want 120 tries (20 minutes)", name, s)
 		}
 	}
 }

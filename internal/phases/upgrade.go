@@ -275,6 +275,11 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 		if err != nil {
 			return err
 		}
+		// This release's patches (a node made by an older one has fewer): kubeadm applies them
+		// to the manifests and the kubelet settings it writes.
+		if err := kubeadm.WritePatches(d.node); err != nil {
+			return err
+		}
 		file := kubeadmConfigFile("upgrade")
 		if err := host.RecordCreated(file); err != nil {
 			return err
