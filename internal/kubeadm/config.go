@@ -172,11 +172,11 @@ func taints(n *config.Node) []corev1.Taint {
 }
 
 // WritePatches writes this node's kubeadm patches into PatchesDir: its kubelet settings, and
-// the control plane's liveness probes fitted to its step timeout.
+// the control plane's liveness probes, fitted to its step timeout.
 func WritePatches(n *config.Node) error { return writePatches(PatchesDir, n) }
 
 func writePatches(dir string, n *config.Node) error {
-	patches := map[string]any{"kubeletconfiguration": kubelet.NodePatch(n.Cgroup)}
+	patches := map[string]any{"kubeletconfiguration": kubelet.NodePatch(n.Cgroup, n.Timeout())}
 	for target, p := range livenessPatches(n.Timeout()) {
 		patches[target] = p
 	}

@@ -89,7 +89,7 @@ func TestJoinDocumentsAcceptedByKubeadm(t *testing.T) {
 // cgroup mode.
 func TestKubeletNodePatch(t *testing.T) {
 	for mode, perQOS := range map[cgroups.Mode]bool{cgroups.V1Delegated: true, cgroups.V2Delegated: true, cgroups.None: false} {
-		b, err := json.Marshal(kubelet.NodePatch(mode))
+		b, err := json.Marshal(kubelet.NodePatch(mode, 30*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +109,12 @@ func TestKubeletNodePatch(t *testing.T) {
 		if len(kc.EnforceNodeAllocatable) != 1 || kc.EnforceNodeAllocatable[0] != wantAlloc {
 			t.Errorf("%s: enforceNodeAllocatable %v, want [%s]", mode, kc.EnforceNodeAllocatable, wantAlloc)
 		}
+		if kc.RuntimeRequestTimeout.Duration != 15*time.Minute {
+			t.Errorf("%s: runtimeRequestTimeout %v, want half the step timeout", mode, kc.RuntimeRequestTimeout)
+		}
+	}
+	if d := kubelet.RuntimeRequestTimeout(time.Minute); d != 2*time.Minute {
+		t.Errorf("a short step timeout gives the kubelet %v for a runtime call, want upstream's 2m", d)
 	}
 }
 

@@ -2,6 +2,8 @@
 package kubelet
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
@@ -64,17 +66,25 @@ func Config() *kubeletv1beta1.KubeletConfiguration {
 	}
 }
 
+// RuntimeRequestTimeout is how long the kubelet waits for one call to cri-o on a node whose
+// steps may take up to step: half of it, at least upstream's 2 minutes. On the emulated VM,
+// loaded, creating a container took longer than 2 minutes again and again; each call that
+// timed out was made again from the start, and the pod never ran.
+func RuntimeRequestTimeout(step time.Duration) time.Duration { return max(2*time.Minute, step/2) }
+
 // NodePatch is this node's strategic-merge patch of the KubeletConfiguration (kubeadm's
 // "kubeletconfiguration" patch target, applied at init and join on this node only). Without
 // cgroup delegation there are no per-QoS cgroups and nothing to enforce; kubeadm turns an
-// empty list back into ["pods"], so "none" is spelt out. The keys are the upstream type's
-// JSON names (a unit test decodes the patch strictly into it).
-func NodePatch(mode cgroups.Mode) map[string]any {
+// empty list back into ["pods"], so "none" is spelt out. The kubelet's limit on each call to
+// cri-o follows the node's step timeout (RuntimeRequestTimeout). The keys are the upstream
+// type's JSON names (a unit test decodes the patch strictly into it).
+func NodePatch(mode cgroups.Mode, step time.Duration) map[string]any {
 	limits := cgroups.Must(mode).Limits()
 	p := map[string]any{
-		"apiVersion":    "kubelet.config.k8s.io/v1beta1",
-		"kind":          "KubeletConfiguration",
-		"cgroupsPerQOS": limits,
+		"apiVersion":            "kubelet.config.k8s.io/v1beta1",
+		"kind":                  "KubeletConfiguration",
+		"cgroupsPerQOS":         limits,
+		"runtimeRequestTimeout": RuntimeRequestTimeout(step).String(),
 	}
 	if !limits {
 		p["enforceNodeAllocatable"] = []string{"none"}
