@@ -1,12 +1,17 @@
 package nsinit
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"k8s.io/utils/ptr"
 
 	"github.com/u7s/u7s/internal/config"
 )
@@ -32,7 +37,8 @@ var namespaceSysctls = map[string]string{
 // kubelet checks that its --node-ip is on an interface), but its route in the local table is
 // removed: traffic to the host's address still leaves through slirp4netns to the host, so that
 // the host's own services (a registry.local on this host) stay reachable, and the node's own
-// ports come back in through the port forwards.
+// ports come back in through the port forwards. Replies to what the namespace itself opened
+// from that address are the exception (repliesToHostAddress).
 func Network(n *config.Node) error {
 	for k, v := range namespaceSysctls {
 		p := "/proc/sys/" + k
@@ -71,7 +77,80 @@ func Network(n *config.Node) error {
 	if err := netlink.RouteDel(local); err != nil {
 		return fmt.Errorf("removing the local route of %s: %w", ip, err)
 	}
+	return repliesToHostAddress(ip, link)
+}
+
+const (
+	// hostAddressMark marks the connections the namespace opens from the host's address (a
+	// bit no other rule writer of the namespace uses: kube-proxy has 0x4000 and 0x8000,
+	// kube-router's policies 0x10000 and 0x20000).
+	hostAddressMark = 0x1000000
+	// hostAddressTable is the routing table where the host's address is local.
+	hostAddressTable = 199
+	// hostAddressRulePriority puts the rule before the main table (32766).
+	hostAddressRulePriority = 100
+)
+
+// repliesToHostAddress delivers here the replies to connections the namespace opened from the
+// host's address, which the main tables route out through slirp4netns (see Network): a
+// process that binds the node's address (a hostNetwork pod, upstream's HostPort spec) and
+// talks to a pod gets the pod's answer. The connection is marked as it starts, its replies
+// carry the mark, and the mark selects a table where the address is local. Connections from
+// outside to the host's address are not marked and still leave for the host.
+func repliesToHostAddress(ip net.IP, link netlink.Link) error {
+	host := &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}
+	route := &netlink.Route{
+		Table: hostAddressTable, Type: unix.RTN_LOCAL, Dst: host, Src: ip, LinkIndex: link.Attrs().Index,
+		Scope: netlink.SCOPE_HOST,
+	}
+	if err := netlink.RouteReplace(route); err != nil {
+		return fmt.Errorf("adding %s as local in routing table %d: %w", ip, hostAddressTable, err)
+	}
+	rules, err := netlink.RuleList(netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing the routing rules: %w", err)
+	}
+	if !slices.ContainsFunc(rules, func(r netlink.Rule) bool {
+		return r.Table == hostAddressTable && r.Mark == hostAddressMark
+	}) {
+		rule := netlink.NewRule()
+		rule.Family = netlink.FAMILY_V4
+		rule.Mark, rule.Mask = hostAddressMark, ptr.To[uint32](hostAddressMark)
+		rule.Table, rule.Priority = hostAddressTable, hostAddressRulePriority
+		if err := netlink.RuleAdd(rule); err != nil {
+			return fmt.Errorf("adding the routing rule for replies to %s: %w", ip, err)
+		}
+	}
+	for _, r := range hostAddressMarkRules(ip) {
+		args := func(op string) []string { return append([]string{"-w", "-t", "mangle", op, r.chain}, r.spec...) }
+		// -C first: namespace-init may run again in the same namespace.
+		if exec.Command("iptables", args("-C")...).Run() == nil {
+			continue
+		}
+		if out, err := exec.Command("iptables", args("-A")...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args("-A"), " "), err, bytes.TrimSpace(out))
+		}
+	}
 	return nil
+}
+
+// markRule is an iptables rule of the mangle table.
+type markRule struct {
+	chain string
+	spec  []string
+}
+
+// hostAddressMarkRules are the rules that mark the connections opened from the host's address
+// ip, and their replies.
+func hostAddressMarkRules(ip net.IP) []markRule {
+	mark := fmt.Sprintf("%#x/%#x", hostAddressMark, hostAddressMark)
+	comment := []string{"-m", "comment", "--comment", "u7s: replies to the host's address stay here"}
+	return []markRule{
+		{"OUTPUT", slices.Concat([]string{"-s", ip.String() + "/32", "-m", "conntrack", "--ctstate", "NEW"}, comment,
+			[]string{"-j", "CONNMARK", "--set-xmark", mark})},
+		{"PREROUTING", slices.Concat([]string{"-m", "connmark", "--mark", mark}, comment,
+			[]string{"-j", "MARK", "--set-xmark", mark})},
+	}
 }
 
 // maxMappedGID is the highest group id mapped into this user namespace.
