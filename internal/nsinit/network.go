@@ -87,8 +87,9 @@ const (
 	hostAddressMark = 0x1000000
 	// hostAddressTable is the routing table where the host's address is local.
 	hostAddressTable = 199
-	// hostAddressRulePriority puts the rule before the main table (32766).
-	hostAddressRulePriority = 100
+	// hostAddressRulePriority puts the rule before the main table (32766), beside rootlesskit's
+	// own (100, fwmark 0x64: its transparent dials).
+	hostAddressRulePriority = 98
 )
 
 // repliesToHostAddress delivers here the replies to connections the namespace opened from the
