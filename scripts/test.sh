@@ -47,7 +47,15 @@ summary() {
 			# The first line of each message of the test (t.Error, t.Fatal, t.Log: FILE_test.go:N:),
 			# not the lines of a long message after it, which can bury the error.
 			cur != "" && /^ +[A-Za-z0-9_]+_test\.go:[0-9]+: / { n[cur]++; buf[cur, n[cur] % 6] = substr($0, 1, 240) }
+			# A test that ran out of its time prints no "--- FAIL", only the tests still running.
+			/^panic: test timed out after / { timedout = $0; running = 1; next }
+			running && /^\t+Test[^ ]+ \(/ { lastrun = $0; next }
+			running && /^$/ { running = 0 }
 			END {
+				if (timedout != "") {
+					sub(/^\t+/, "", lastrun)
+					print "== " lastrun " (" FILENAME "): " timedout
+				}
 				for (i = 1; i <= nf; i++) {
 					t = failed[i]; leaf = 1
 					for (j = 1; j <= nf; j++) if (index(failed[j], t "/") == 1) leaf = 0
