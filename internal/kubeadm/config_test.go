@@ -24,6 +24,20 @@ import (
 	"github.com/u7s/u7s/internal/version"
 )
 
+// initConfig is n's init documents as `kubeadm init --config` reads them, defaulted and validated.
+func initConfig(t *testing.T, n *config.Node) *kubeadmapi.InitConfiguration {
+	t.Helper()
+	docs, err := InitDocuments(InitOptions{Node: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configutil.BytesToInitConfiguration(docs, true)
+	if err != nil {
+		t.Fatalf("kubeadm rejects the configuration: %v\n%s", err, docs)
+	}
+	return cfg
+}
+
 // kubeadm itself must accept the documents, defaulted and validated as `kubeadm init --config`.
 func TestInitDocumentsAcceptedByKubeadm(t *testing.T) {
 	for _, mode := range []cgroups.Mode{cgroups.V1Delegated, cgroups.None} {
@@ -32,14 +46,7 @@ func TestInitDocumentsAcceptedByKubeadm(t *testing.T) {
 			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
 			ImageRepository: "registry.local/k8s-p10", Cgroup: mode,
 		}
-		docs, err := InitDocuments(InitOptions{Node: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := configutil.BytesToInitConfiguration(docs, true)
-		if err != nil {
-			t.Fatalf("kubeadm rejects the configuration: %v\n%s", err, docs)
-		}
+		cfg := initConfig(t, n)
 		if cfg.KubernetesVersion != version.Pinned.Kubernetes {
 			t.Errorf("KubernetesVersion %q", cfg.KubernetesVersion)
 		}
@@ -123,14 +130,7 @@ func TestScheduleWorkloadsTaints(t *testing.T) {
 	for _, sched := range []bool{false, true} {
 		n := &config.Node{NodeName: "n", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
 			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ScheduleWorkloads: sched}
-		docs, err := InitDocuments(InitOptions{Node: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := configutil.BytesToInitConfiguration(docs, true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := initConfig(t, n)
 		tainted := len(cfg.NodeRegistration.Taints) > 0
 		if tainted == sched {
 			t.Errorf("schedule-workloads %v: taints %v", sched, cfg.NodeRegistration.Taints)
@@ -187,14 +187,7 @@ func TestStepTimeouts(t *testing.T) {
 		}
 		n := &config.Node{NodeName: "n", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
 			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", StepTimeout: step}
-		docs, err := InitDocuments(InitOptions{Node: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ic, err := configutil.BytesToInitConfiguration(docs, true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ic := initConfig(t, n)
 		jdocs, err := JoinDocuments(JoinOptions{Node: n, Endpoint: "192.0.2.1:8443", Token: "abcdef.0123456789abcdef",
 			CACertHashes: []string{"sha256:" + strings.Repeat("ab", 32)}})
 		if err != nil {
@@ -234,14 +227,7 @@ func TestControlPlaneProbesFitTheStepTimeout(t *testing.T) {
 	n := &config.Node{NodeName: "node1", AdvertiseAddress: "192.0.2.10", APIServerPort: 6443,
 		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ImageRepository: "registry.local/k8s-p10",
 		Cgroup: cgroups.V1Delegated, StepTimeout: "20m"}
-	docs, err := InitDocuments(InitOptions{Node: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configutil.BytesToInitConfiguration(docs, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := initConfig(t, n)
 	dir := t.TempDir()
 	if err := writePatches(dir, n); err != nil {
 		t.Fatal(err)
