@@ -287,6 +287,23 @@ func All() []Spec {
 			Links:  IptablesLinks,
 			Config: Config{Entrypoint: []string{"/usr/local/bin/u7s-netpol"}, Env: []string{"PATH=" + Path}},
 		},
+		{
+			// The default StorageClass's provisioner (cmd/u7s-local-path): makes and removes
+			// the volumes' directories of its node.
+			Name:       "u7s-local-path",
+			Repository: "u7s-local-path",
+			Tag:        version.Pinned.LocalPathImageTag,
+			Binaries:   []Binary{{Name: "u7s-local-path", Path: "/usr/local/bin/u7s-local-path"}},
+			Config:     Config{Entrypoint: []string{"/usr/local/bin/u7s-local-path"}, Env: []string{"PATH=" + Path}},
+		},
+		{
+			// The Metrics API; its Deployment runs it as user 1000 (Pod Security restricted).
+			Name:       "metrics-server",
+			Repository: "metrics-server",
+			Tag:        version.Pinned.MetricsServer,
+			Binaries:   []Binary{{Name: "metrics-server", Path: "/metrics-server"}},
+			Config:     Config{Entrypoint: []string{"/metrics-server"}, Env: []string{"PATH=" + Path}, User: "65534:65534"},
+		},
 		busyboxImage(),
 		agnhost(),
 		agnhostPrev(),

@@ -40,7 +40,7 @@ func TestTags(t *testing.T) {
 	want := map[string]string{
 		"kube-apiserver": p.Kubernetes, "kube-controller-manager": p.Kubernetes, "kube-scheduler": p.Kubernetes,
 		"kube-proxy": p.Kubernetes, "etcd": p.EtcdImageTag, "coredns": p.CoreDNS, "pause": p.PauseImageTag,
-		"flannel": p.Flannel, "u7s-netpol": p.NetpolImageTag, "agnhost": p.AgnhostTag, "busybox": p.BusyboxTag, "glibc-dns-testing": p.GlibcDNSTestingTag,
+		"flannel": p.Flannel, "u7s-netpol": p.NetpolImageTag, "u7s-local-path": p.LocalPathImageTag, "metrics-server": p.MetricsServer, "agnhost": p.AgnhostTag, "busybox": p.BusyboxTag, "glibc-dns-testing": p.GlibcDNSTestingTag,
 		"agnhost-prev": p.AgnhostPrevTag, "kitten": p.KittenTag, "nautilus": p.NautilusTag, "nginx": p.NginxTag,
 		"nonewprivs": p.NonewprivsTag, "nonroot": p.NonrootTag, "sample-apiserver": p.SampleAPIServerTag,
 	}
@@ -162,8 +162,8 @@ func TestSelect(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		{nil, false, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel u7s-netpol", ""},
-		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel u7s-netpol busybox agnhost agnhost-prev glibc-dns-testing kitten nautilus nginx nonewprivs nonroot sample-apiserver", ""},
+		{nil, false, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel u7s-netpol u7s-local-path metrics-server", ""},
+		{nil, true, "kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause flannel u7s-netpol u7s-local-path metrics-server busybox agnhost agnhost-prev glibc-dns-testing kitten nautilus nginx nonewprivs nonroot sample-apiserver", ""},
 		{[]string{"busybox", "pause"}, false, "pause busybox", ""},
 		{[]string{"pause", " "}, true, "pause busybox agnhost agnhost-prev glibc-dns-testing kitten nautilus nginx nonewprivs nonroot sample-apiserver", ""},
 		{[]string{"kubelet"}, false, "", `unknown image "kubelet"`},

@@ -14,6 +14,12 @@ const KubeFlannel = "kube-flannel.yml"
 // Netpol is the NetworkPolicy controller's DaemonSet and the objects it needs.
 const Netpol = "u7s-netpol.yml"
 
+// MetricsServer is metrics-server's Deployment, the Metrics API's APIService and what they need.
+const MetricsServer = "metrics-server.yml"
+
+// LocalPath is the default StorageClass and its provisioner's DaemonSet (package localpath).
+const LocalPath = "u7s-local-path.yml"
+
 //go:embed *.yml
 var files embed.FS
 

@@ -44,6 +44,11 @@ func TestManifestsParse(t *testing.T) {
 			t.Errorf("%s holds no objects", name)
 		}
 	}
+	for _, name := range []string{KubeFlannel, Netpol, MetricsServer} {
+		if _, err := Get(name); err != nil {
+			t.Errorf("constant %s: %v", name, err)
+		}
+	}
 	if _, err := Get("missing.yml"); err == nil {
 		t.Error("Get of a missing manifest succeeded")
 	}

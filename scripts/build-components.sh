@@ -35,7 +35,8 @@ GOVERSION=$($GO env GOVERSION)
 export GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 COMPONENTS=(kubelet kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost
-	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox nnp nginx sample-apiserver u7s-netpol)
+	crio pinns runc cni-plugins etcd coredns flanneld pause kube-bench busybox nnp nginx sample-apiserver u7s-netpol
+	u7s-local-path metrics-server)
 CNI_PLUGINS=(bridge host-local loopback portmap)
 # Built only when named (make conformance): upstream's e2e suite and the ginkgo runner of it.
 EXTRA_COMPONENTS=(e2e.test ginkgo)
@@ -125,6 +126,18 @@ build_kube_proxy() { kube_build kube-proxy k8s.io/kubernetes/cmd/kube-proxy; }
 build_kubectl() { kube_build kubectl k8s.io/kubernetes/cmd/kubectl; }
 # NetworkPolicy: kube-router's controller (go.mod pins it) behind u7s's own main.
 build_u7s_netpol() { kube_build u7s-netpol ./cmd/u7s-netpol; }
+# The default StorageClass's provisioner: sig-storage's library (go.mod pins it) behind u7s's main.
+build_u7s_local_path() { kube_build u7s-local-path ./cmd/u7s-local-path; }
+# The Metrics API: metrics-server's module at its own dependencies (its go.mod), static, stamped
+# as its Makefile does (client-go's version package).
+build_metrics_server() {
+	module_src metrics-server sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION"
+	cd "$MOD_DIR"
+	CGO_ENABLED=0 mod_go build -trimpath \
+		-ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/client-go/pkg/version.buildDate=$MOD_TIME" \
+		-o "$BIN/.metrics-server.tmp" ./cmd/metrics-server
+	put metrics-server "$BIN/.metrics-server.tmp"
+}
 # agnhost is versioned apart from Kubernetes (its VERSION file); the image tag must match it.
 build_agnhost() {
 	local kube want porter f img
@@ -390,6 +403,8 @@ inputs() {
 	kube-bench) echo "$KUBE_BENCH_VERSION" ;;
 	kube* | agnhost | nnp) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS $AGNHOST_IMAGE_TAG"; declare -f kube_build; cat go.mod ;;
 	u7s-netpol) echo "$KUBE_ROUTER_VERSION $NETPOL_IMAGE_TAG $KUBE_LDFLAGS"; declare -f kube_build; cat go.mod go.sum cmd/u7s-netpol/*.go internal/netpol/controller/*.go ;;
+	u7s-local-path) echo "$STORAGE_LIB_VERSION $LOCAL_PATH_IMAGE_TAG $KUBE_LDFLAGS"; declare -f kube_build; cat go.mod go.sum cmd/u7s-local-path/*.go internal/localpath/provisioner/*.go internal/fsutil/*.go ;;
+	metrics-server) echo "$METRICS_SERVER_VERSION" ;;
 	sample-apiserver) echo "$KUBERNETES_VERSION $KUBE_LDFLAGS" ;;
 	nginx) nginx_candidate; declare -f nginx_candidate ;;
 	crio) echo "$CRIO_VERSION $CRIO_TAGS" ;;
@@ -437,6 +452,8 @@ version_of() {
 	coredns) echo "$COREDNS_VERSION" ;;
 	flanneld) echo "$FLANNEL_VERSION" ;;
 	u7s-netpol) echo "$NETPOL_IMAGE_TAG" ;;
+	u7s-local-path) echo "$LOCAL_PATH_IMAGE_TAG" ;;
+	metrics-server) echo "$METRICS_SERVER_VERSION" ;;
 	pause) echo "$PAUSE_IMAGE_TAG" ;;
 	busybox) echo "$BUSYBOX_VERSION" ;;
 	e2e.test | ginkgo) echo "$KUBERNETES_VERSION" ;;

@@ -14,7 +14,7 @@ func TestFlowsHavePhases(t *testing.T) {
 		path   string
 		phases []string
 	}{
-		{"init", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "upload-certs", "network", "policy", "wait", "timers", "summary"}},
+		{"init", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "upload-certs", "network", "policy", "addons", "wait", "timers", "summary"}},
 		{"join", []string{"preflight", "host", "cgroups", "config", "release", "start", "kubeadm", "network", "wait", "timers", "summary"}},
 		{"start", []string{"start", "wait"}},
 		{"stop", []string{"service", "supervisor"}},

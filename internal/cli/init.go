@@ -6,6 +6,7 @@ import (
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/phases"
 	"github.com/u7s/u7s/internal/version"
 )
@@ -54,7 +55,7 @@ func newInitCommand() *cobra.Command {
 		Long: `init prepares the host (user u7s-admin, subordinate ids, sysctls, cgroup delegation),
 starts the node's user namespace (rootlesskit + slirp4netns) with cri-o and the kubelet inside
 (as the systemd unit u7s.service where systemd runs), runs kubeadm init there, installs
-flannel, waits until the node is Ready and prints the u7s join commands.
+flannel, NetworkPolicy enforcement, the default StorageClass and the Metrics API, waits until the node is Ready and prints the u7s join commands.
 Images come from the registry U7S_REGISTRY names (see u7s registry --explain).`,
 		Args: cobra.NoArgs,
 	}
@@ -66,6 +67,8 @@ Images come from the registry U7S_REGISTRY names (see u7s registry --explain).`,
 	f.StringVar(&o.KubernetesVersion, "kubernetes-version", version.Pinned.Kubernetes, "must be the version this u7s was built with")
 	f.BoolVar(&o.UploadCerts, "upload-certs", false, "upload the control-plane certificates so that further control planes can join with --certificate-key")
 	f.BoolVar(&o.ScheduleWorkloads, "schedule-workloads", false, "no control-plane taint: ordinary pods run on this control plane too (a single-node cluster)")
+	f.BoolVar(&o.NoLocalStorage, "no-local-storage", false, "install no default StorageClass (local volumes in "+paths.VolumesDir+" of each node)")
+	f.BoolVar(&o.NoMetricsServer, "no-metrics-server", false, "install no Metrics API (metrics-server: kubectl top, HorizontalPodAutoscalers)")
 	bindFlow(c, phases.FlowInit, phases.Init(), o)
 	return c
 }

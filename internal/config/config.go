@@ -32,11 +32,14 @@ type Node struct {
 	PodCIDR          string `json:"podCIDR"`
 	ServiceCIDR      string `json:"serviceCIDR"`
 	// Registry is the resolved U7S_REGISTRY; ImageRepository is what kubeadm uses.
-	Registry        string   `json:"registry"`
-	ImageRepository string   `json:"imageRepository"`
-	PauseImage      string   `json:"pauseImage"`
-	FlannelImage    string   `json:"flannelImage"`
-	NetpolImage     string   `json:"netpolImage,omitempty"`
+	Registry        string `json:"registry"`
+	ImageRepository string `json:"imageRepository"`
+	PauseImage      string `json:"pauseImage"`
+	FlannelImage    string `json:"flannelImage"`
+	NetpolImage     string `json:"netpolImage,omitempty"`
+	// NoLocalStorage and NoMetricsServer: init installed no default StorageClass, no Metrics API.
+	NoLocalStorage  bool     `json:"noLocalStorage,omitempty"`
+	NoMetricsServer bool     `json:"noMetricsServer,omitempty"`
 	Insecure        []string `json:"insecureRegistries,omitempty"`
 	// ImageSigningKey is the site's public key (paths.ImageSigningKey) when the node runs only
 	// images signed with it, from Registry's host only; empty: any image the registries serve.

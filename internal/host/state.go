@@ -104,10 +104,12 @@ func appendNew(list []string, v string) []string {
 }
 
 // RemoveRecorded removes what MakeDir and RecordCreated recorded: made paths whole, and in
-// kept directories every entry that was not there before. Safe to repeat.
-func RemoveRecorded() error { return defaultSystem().removeRecorded() }
+// kept directories every entry that was not there before. A made directory that holds one of
+// keep (host paths: volumes that outlive the node) loses everything but the way to it. Safe
+// to repeat.
+func RemoveRecorded(keep ...string) error { return defaultSystem().removeRecorded(keep) }
 
-func (s *system) removeRecorded() error {
+func (s *system) removeRecorded(keep []string) error {
 	st, err := s.loadState()
 	if err != nil {
 		return err
@@ -130,7 +132,7 @@ func (s *system) removeRecorded() error {
 	created := slices.Clone(st.Created)
 	slices.SortFunc(created, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	for _, p := range created {
-		if err := os.RemoveAll(s.path(p)); err != nil {
+		if err := s.removeAllBut(p, keep); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -138,6 +140,37 @@ func (s *system) removeRecorded() error {
 		return err
 	}
 	return s.updateState(func(st *State) { st.Created, st.Kept = nil, nil })
+}
+
+// removeAllBut removes p (a host path) and everything in it except the paths of keep below it
+// and the directories on the way to them.
+func (s *system) removeAllBut(p string, keep []string) error {
+	var inside []string
+	for _, k := range keep {
+		if k == p {
+			return nil
+		}
+		if strings.HasPrefix(k, strings.TrimSuffix(p, "/")+"/") {
+			inside = append(inside, k)
+		}
+	}
+	if len(inside) == 0 {
+		return os.RemoveAll(s.path(p))
+	}
+	ents, err := os.ReadDir(s.path(p))
+	if err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := s.removeAllBut(filepath.Join(p, e.Name()), inside); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *system) loadState() (State, error) {

@@ -28,7 +28,7 @@ func TestRemoveRecordedUndoesOnlyWhatWasMade(t *testing.T) {
 	if !slices.Contains(st.Created, "/run/u7s") || slices.Contains(st.Created, "/etc/kubernetes") {
 		t.Fatalf("recorded %+v", st)
 	}
-	if err := s.removeRecorded(); err != nil {
+	if err := s.removeRecorded(nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(t, root, "/etc/kubernetes/pki/ca.crt"); got != "the admin's own CA" {
@@ -43,7 +43,34 @@ func TestRemoveRecordedUndoesOnlyWhatWasMade(t *testing.T) {
 		t.Errorf("an unrecorded file was removed: %v", err)
 	}
 	// Twice is fine.
-	if err := s.removeRecorded(); err != nil {
+	if err := s.removeRecorded(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A made directory that holds volumes to keep (reset's Retain volumes) loses all but them.
+func TestRemoveRecordedKeepsWhatIsKept(t *testing.T) {
+	root := t.TempDir()
+	s := &system{root: root}
+	if err := s.makeDir("/var/lib/u7s", 0o755, os.Getuid(), os.Getgid()); err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, "/var/lib/u7s/releases/v1/kubelet", "x")
+	write(t, root, "/var/lib/u7s/volumes/pvc-a/data", "kept")
+	write(t, root, "/var/lib/u7s/volumes/pvc-a.json", "{}")
+	write(t, root, "/var/lib/u7s/volumes/pvc-b/data", "gone")
+	if err := s.removeRecorded([]string{"/var/lib/u7s/volumes/pvc-a", "/var/lib/u7s/volumes/pvc-a.json"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, root, "/var/lib/u7s/volumes/pvc-a/data"); got != "kept" {
+		t.Errorf("a kept volume's file is %q", got)
+	}
+	for _, gone := range []string{"/var/lib/u7s/releases", "/var/lib/u7s/volumes/pvc-b"} {
+		if _, err := os.Stat(filepath.Join(root, gone)); err == nil {
+			t.Errorf("%s was left", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "/var/lib/u7s/volumes/pvc-a.json")); err != nil {
+		t.Errorf("a kept record was removed: %v", err)
 	}
 }

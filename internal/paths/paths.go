@@ -24,6 +24,9 @@ const (
 	ReleasesDir = LibDir + "/releases"
 	// LibDir is root's state of u7s on the host.
 	LibDir = "/var/lib/u7s"
+	// VolumesDir holds the node's local persistent volumes (package localpath), one directory
+	// each; owned by User, mode 0700.
+	VolumesDir = LibDir + "/volumes"
 	// NodeBin is the release the node runs: a symbolic link to a directory of ReleasesDir.
 	NodeBin = ReleasesDir + "/current"
 	// CNIBin holds the CNI plugins (bridge, host-local, loopback, portmap, and flannel, which is u7s).

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
@@ -14,8 +15,12 @@ import (
 	"github.com/u7s/u7s/internal/flannel"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/localpath"
+	"github.com/u7s/u7s/internal/metricsserver"
 	"github.com/u7s/u7s/internal/netpol"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/registry"
+	"github.com/u7s/u7s/internal/version"
 )
 
 // networkPhase gives flannel this node's public address: the host's, where the other nodes'
@@ -80,6 +85,70 @@ func policyPhase() workflow.Phase {
 		defer cancel()
 		return netpol.Apply(ctx, admin, netpolOptions(n, n.NetpolImage))
 	})
+}
+
+// addonsPhase installs what users expect of a fresh cluster beside the network (init): the
+// default StorageClass, whose provisioner runs on every node, and the Metrics API. The wait
+// phase after it sees their pods on this node run, metrics-server's readiness included (it is
+// ready once it has read the kubelets' metrics over TLS).
+func addonsPhase() workflow.Phase {
+	return phase("addons", "Install the default StorageClass (local volumes) and the Metrics API (metrics-server)", changesHost, func(d *Data) error {
+		n, err := d.Node()
+		if err != nil {
+			return err
+		}
+		res, err := d.resolution()
+		if err != nil {
+			return err
+		}
+		admin, err := kube.Admin()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(d.Ctx, n.Timeout())
+		defer cancel()
+		return applyAddons(ctx, admin, n, res, false, d.step)
+	})
+}
+
+// applyAddons applies the add-ons node n's cluster has (init: all but those opted out; upgrade:
+// those it finds) with this release's images.
+func applyAddons(ctx context.Context, cs kubernetes.Interface, n *config.Node, res registry.Resolution, upgrade bool, step func(string, ...any)) error {
+	if !n.NoLocalStorage {
+		img := res.LocalPathImage(version.Pinned)
+		switch {
+		case img == "":
+			step("no default StorageClass: the native registry has no u7s-local-path image; install a provisioner of your own")
+		case upgrade && !present(ctx, cs.AppsV1().DaemonSets(localpath.Namespace), localpath.DaemonSetName):
+			step("no default StorageClass of u7s in the cluster (made with --no-local-storage or before u7s had one): left so")
+		default:
+			step("installing the default StorageClass %s (local volumes in %s of each node; %s)", localpath.StorageClassName, paths.VolumesDir, img)
+			if err := localpath.Apply(ctx, cs, localpath.Options{Image: img, APIServer: n.Endpoint, Upgrade: upgrade}); err != nil {
+				return err
+			}
+		}
+	}
+	if !n.NoMetricsServer {
+		img := res.MetricsServerImage(version.Pinned)
+		if upgrade && !present(ctx, cs.AppsV1().Deployments(metricsserver.Namespace), metricsserver.DeploymentName) {
+			step("no Metrics API of u7s in the cluster (made with --no-metrics-server or before u7s had one): left so")
+			return nil
+		}
+		step("installing the Metrics API (%s)", img)
+		if err := metricsserver.Apply(ctx, cs, metricsserver.Options{Image: img}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// present reports whether the object name exists (an error other than NotFound counts as
+// present, so that an upgrade tries and says what fails).
+func present[T any](ctx context.Context, c interface {
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+}, name string) bool {
+	_, err := c.Get(ctx, name, metav1.GetOptions{})
+	return !apierrors.IsNotFound(err)
 }
 
 // flannelOptions is flannel in node n's cluster, with image: init's and each upgrade's.

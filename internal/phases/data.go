@@ -51,6 +51,8 @@ type Options struct {
 	ControlPlaneEndpoint string
 	KubernetesVersion    string
 	UploadCerts          bool
+	NoLocalStorage       bool
+	NoMetricsServer      bool
 
 	// join.
 	Endpoint       string

@@ -17,6 +17,7 @@ func Init() []workflow.Phase {
 		uploadCertsPhase(),
 		networkPhase(true),
 		policyPhase(),
+		addonsPhase(),
 		waitPhase(),
 		timersPhase(),
 		summaryPhase(true),

@@ -11,6 +11,7 @@ import (
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/localpath"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/registry"
@@ -20,7 +21,7 @@ import (
 
 // hostPhase prepares the host; every change is recorded so that reset undoes it.
 func hostPhase() workflow.Phase {
-	return phase("host", "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories", changesHostOrSays, func(d *Data) error {
+	return phase("host", "Create the user u7s-admin with subordinate ids, apply sysctls, open /dev/net/tun, make the node's directories and its volumes directory", changesHostOrSays, func(d *Data) error {
 		if d.O.DryRun {
 			d.step("[dry-run] would create user %s, apply sysctls and make the node's directories", paths.User)
 			return nil
@@ -46,6 +47,13 @@ func hostPhase() workflow.Phase {
 			if err := host.MakeDir(dir, 0o755, u.UID, u.GID); err != nil {
 				return err
 			}
+		}
+		// The local volumes' directory: not recorded, reset keeps the volumes of Retain claims.
+		if err := host.MakeDir(paths.LibDir, 0o755, 0, 0); err != nil {
+			return err
+		}
+		if err := localpath.Prepare(paths.VolumesDir, u.UID, u.GID); err != nil {
+			return err
 		}
 		return os.MkdirAll(paths.ConfigDir, 0o755)
 	})
@@ -112,6 +120,8 @@ func (d *Data) writeConfig() error {
 		ScheduleWorkloads:    d.O.ScheduleWorkloads,
 		RebootWindow:         d.O.RebootWindow,
 		NoCoordinatedReboots: d.O.NoCoordinatedReboots,
+		NoLocalStorage:       d.O.NoLocalStorage,
+		NoMetricsServer:      d.O.NoMetricsServer,
 		Cgroup:               d.cgroup,
 		Service:              service.Systemd(),
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/localpath"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/service"
@@ -122,8 +123,18 @@ func cleanupPhase() workflow.Phase {
 				errs = append(errs, err)
 			}
 		}
+		d.step("removing the local volumes in %s (those of Retain claims stay)", paths.VolumesDir)
+		kept, err := localpath.Cleanup(paths.VolumesDir, d.out())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(kept) > 0 {
+			// The volumes directory stays too, with its records, and the way to it.
+			kept = append(kept, paths.VolumesDir)
+			d.detail("kept %d volume(s) of Retain claims in %s: their files belong to the ids of %s; remove them when their data is no longer needed", len(kept)-1, paths.VolumesDir, paths.User)
+		}
 		d.step("removing the files init or join made")
-		if err := host.RemoveRecorded(); err != nil {
+		if err := host.RemoveRecorded(kept...); err != nil {
 			errs = append(errs, err)
 		}
 		if service.Systemd() {

@@ -302,11 +302,11 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 	})
 }
 
-// upgradeAddonsPhase moves the cluster's add-ons that u7s, not kubeadm, installed (flannel and
-// NetworkPolicy enforcement) to this release's images and manifests, as kubeadm's upgrade
+// upgradeAddonsPhase moves the cluster's add-ons that u7s, not kubeadm, installed (flannel,
+// NetworkPolicy enforcement, the default StorageClass's provisioner, metrics-server) to this release's images and manifests, as kubeadm's upgrade
 // apply moves kube-proxy and CoreDNS; a cluster made before u7s enforced policies gets it here.
 func upgradeAddonsPhase() workflow.Phase {
-	return upgradePhase("addons", "Move flannel and NetworkPolicy enforcement to this release's images", func(d *UpgradeData) error {
+	return upgradePhase("addons", "Move flannel, NetworkPolicy enforcement, local volumes and metrics-server to this release's images", func(d *UpgradeData) error {
 		res, err := d.resolution()
 		if err != nil {
 			return err
@@ -318,7 +318,10 @@ func upgradeAddonsPhase() workflow.Phase {
 		if err := flannel.Apply(ctx, d.cs, flannelOptions(d.node, fl)); err != nil {
 			return err
 		}
-		return netpol.Apply(ctx, d.cs, netpolOptions(d.node, np))
+		if err := netpol.Apply(ctx, d.cs, netpolOptions(d.node, np)); err != nil {
+			return err
+		}
+		return applyAddons(ctx, d.cs, d.node, res, true, d.step)
 	})
 }
 

@@ -40,6 +40,23 @@ func (r Resolution) NetpolImage(p version.Pins) string {
 	return r.Value + "/u7s-netpol:" + p.NetpolImageTag
 }
 
+// LocalPathImage is the default StorageClass's provisioner: u7s's own, from the registry's
+// value even for the native registry, which has no such image (init then installs none).
+func (r Resolution) LocalPathImage(p version.Pins) string {
+	if r.Native {
+		return ""
+	}
+	return r.Value + "/u7s-local-path:" + p.LocalPathImageTag
+}
+
+// MetricsServerImage is metrics-server: its own upstream image for the native registry.
+func (r Resolution) MetricsServerImage(p version.Pins) string {
+	if r.Native {
+		return NativeMetricsServerRepository + ":" + p.MetricsServer
+	}
+	return r.Value + "/metrics-server:" + p.MetricsServer
+}
+
 // PauseImage is the sandbox image (cri-o's pause_image and kubeadm's expectation).
 func (r Resolution) PauseImage(p version.Pins) string {
 	return r.ImageRepository() + "/pause:" + p.PauseImageTag
@@ -70,6 +87,10 @@ func (r Resolution) catalogue(test bool) []Image {
 			ref = NativeFlannelRepository + ":" + s.Tag
 		case r.Native && s.Name == "u7s-netpol":
 			ref = NativeKubeRouterRepository + ":" + version.Pinned.KubeRouter
+		case r.Native && s.Name == "metrics-server":
+			ref = NativeMetricsServerRepository + ":" + s.Tag
+		case r.Native && s.Name == "u7s-local-path":
+			continue // none upstream: a native cluster has no default StorageClass from u7s
 		}
 		imgs = append(imgs, Image{Name: s.Name, Ref: ref})
 	}

@@ -31,6 +31,8 @@ const (
 	// NativeKubeRouterRepository is where kube-router publishes its own images; with the native
 	// registry the NetworkPolicy controller is upstream's kube-router (same arguments).
 	NativeKubeRouterRepository = "docker.io/cloudnativelabs/kube-router"
+	// NativeMetricsServerRepository is metrics-server's own image under the native registry.
+	NativeMetricsServerRepository = NativeRegistry + "/metrics-server/metrics-server"
 
 	// LocalRegistryHost is podsec's local registry, the only one spoken to over plain HTTP.
 	LocalRegistryHost = "registry.local"

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -239,6 +240,8 @@ func TestImages(t *testing.T) {
 				"registry.local/k8s-c10f1/pause:3.10.2",
 				"registry.local/k8s-c10f1/flannel:v0.28.7",
 				"registry.local/k8s-c10f1/u7s-netpol:v2.1.0-u7s.1",
+				"registry.local/k8s-c10f1/u7s-local-path:v11.0.1-u7s.1",
+				"registry.local/k8s-c10f1/metrics-server:v0.8.0",
 			},
 			test:       testRefs("registry.local"),
 			repository: "registry.local/k8s-c10f1",
@@ -267,6 +270,7 @@ func TestImages(t *testing.T) {
 				"registry.k8s.io/pause:3.10.2",
 				"ghcr.io/flannel-io/flannel:v0.28.7",
 				"docker.io/cloudnativelabs/kube-router:v2.1.0",
+				"registry.k8s.io/metrics-server/metrics-server:v0.8.0",
 			},
 			test:       testRefs("registry.k8s.io"),
 			repository: "registry.k8s.io",
@@ -285,7 +289,12 @@ func TestImages(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			if want := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause", "flannel", "u7s-netpol"}; !reflect.DeepEqual(names, want) {
+			want := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause", "flannel", "u7s-netpol", "u7s-local-path", "metrics-server"}
+			if tt.r.Native {
+				// Upstream has no image of u7s's volume provisioner.
+				want = slices.DeleteFunc(want, func(n string) bool { return n == "u7s-local-path" })
+			}
+			if !reflect.DeepEqual(names, want) {
 				t.Errorf("image names %q, want %q", names, want)
 			}
 			if got := Refs(tt.r.TestImages()); !reflect.DeepEqual(got, tt.test) {

@@ -3,6 +3,7 @@
 package status
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"github.com/u7s/u7s/internal/certs"
 	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/host"
+	"github.com/u7s/u7s/internal/kube"
+	"github.com/u7s/u7s/internal/localpath"
 	"github.com/u7s/u7s/internal/maintenance"
+	"github.com/u7s/u7s/internal/metricsserver"
 	"github.com/u7s/u7s/internal/namespace"
 	"github.com/u7s/u7s/internal/netpol"
 	"github.com/u7s/u7s/internal/node"
@@ -62,6 +66,9 @@ func Write(out io.Writer, now time.Time) error {
 		policy = "NetworkPolicy NOT enforced on this node: " + err.Error()
 	}
 	fmt.Fprintf(out, "policy:      %s\n", policy)
+	storage, metrics := addons(n)
+	fmt.Fprintf(out, "storage:     %s\n", storage)
+	fmt.Fprintf(out, "metrics:     %s\n", metrics)
 	fmt.Fprintf(out, "reboots:     %s\n", maintenance.Status(n))
 	if n.Role == config.ControlPlane {
 		for _, w := range certWarnings(now) {
@@ -69,6 +76,35 @@ func Write(out io.Writer, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// addons says whether this node's provisioner of the default StorageClass runs and, asked on a
+// control plane, whether the Metrics API answers (a worker's credentials cannot read it).
+func addons(n *config.Node) (storage, metrics string) {
+	storage, metrics = "none: u7s init --no-local-storage", "none: u7s init --no-metrics-server"
+	cs, err := kube.Node()
+	if n.Role == config.ControlPlane {
+		cs, err = kube.Admin()
+	}
+	if err != nil {
+		return err.Error(), err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !n.NoLocalStorage {
+		storage = fmt.Sprintf("default StorageClass %s, volumes in %s: %s", localpath.StorageClassName, paths.VolumesDir, localpath.Running(ctx, cs, n.NodeName))
+	}
+	switch {
+	case n.NoMetricsServer:
+	case n.Role != config.ControlPlane:
+		metrics = "metrics-server (ask a control plane: u7s status there, or kubectl top nodes)"
+	default:
+		metrics = "Metrics API available (kubectl top)"
+		if err := metricsserver.Available(ctx, cs); err != nil {
+			metrics = "Metrics API NOT available: " + err.Error()
+		}
+	}
+	return storage, metrics
 }
 
 // releaseLine is the Kubernetes release the node runs, and whether this u7s carries another.

@@ -38,6 +38,10 @@ func pinErrors(p version.Pins, u upstream) []string {
 	if !strings.HasPrefix(p.NetpolImageTag, p.KubeRouter+"-u7s.") {
 		errs = append(errs, fmt.Sprintf("NETPOL_IMAGE_TAG %s is not KUBE_ROUTER_VERSION %s and a revision (-u7s.N)", p.NetpolImageTag, p.KubeRouter))
 	}
+	want("STORAGE_LIB_VERSION (go.mod's sig-storage-lib-external-provisioner)", p.StorageLib, u.gomod["sigs.k8s.io/sig-storage-lib-external-provisioner/v11"])
+	if !strings.HasPrefix(p.LocalPathImageTag, p.StorageLib+"-u7s.") {
+		errs = append(errs, fmt.Sprintf("LOCAL_PATH_IMAGE_TAG %s is not STORAGE_LIB_VERSION %s and a revision (-u7s.N)", p.LocalPathImageTag, p.StorageLib))
+	}
 	// The staging modules (k8s.io/api, client-go, ...) are Kubernetes' own release as v0.MINOR.PATCH.
 	staging := "v0." + strings.TrimPrefix(p.Kubernetes, "v1.")
 	for _, m := range []string{"k8s.io/api", "k8s.io/apimachinery", "k8s.io/client-go", "k8s.io/kubelet", "k8s.io/kube-proxy"} {
@@ -92,15 +96,17 @@ func TestPinsMatchUpstream(t *testing.T) {
 
 	// And the check does see a drifted pin, of each kind.
 	drifts := map[string]func(*version.Pins){
-		"etcd tag":    func(p *version.Pins) { p.EtcdImageTag = "3.6.7-0" },
-		"etcd":        func(p *version.Pins) { p.Etcd = "v3.6.7" },
-		"coredns":     func(p *version.Pins) { p.CoreDNS = "v1.14.1" },
-		"pause":       func(p *version.Pins) { p.PauseImageTag = "3.10.1" },
-		"kubernetes":  func(p *version.Pins) { p.Kubernetes = "v1.36.2" },
-		"rootlesskit": func(p *version.Pins) { p.Rootlesskit = "v3.0.1" },
-		"kube-router": func(p *version.Pins) { p.KubeRouter = "v2.0.1" },
-		"netpol tag":  func(p *version.Pins) { p.NetpolImageTag = "v2.0.1-u7s.1" },
-		"cri-o minor": func(p *version.Pins) { p.CRIO = "v1.35.2" },
+		"etcd tag":       func(p *version.Pins) { p.EtcdImageTag = "3.6.7-0" },
+		"etcd":           func(p *version.Pins) { p.Etcd = "v3.6.7" },
+		"coredns":        func(p *version.Pins) { p.CoreDNS = "v1.14.1" },
+		"pause":          func(p *version.Pins) { p.PauseImageTag = "3.10.1" },
+		"kubernetes":     func(p *version.Pins) { p.Kubernetes = "v1.36.2" },
+		"rootlesskit":    func(p *version.Pins) { p.Rootlesskit = "v3.0.1" },
+		"kube-router":    func(p *version.Pins) { p.KubeRouter = "v2.0.1" },
+		"netpol tag":     func(p *version.Pins) { p.NetpolImageTag = "v2.0.1-u7s.1" },
+		"storage lib":    func(p *version.Pins) { p.StorageLib = "v10.0.1" },
+		"local-path tag": func(p *version.Pins) { p.LocalPathImageTag = "v10.0.1-u7s.1" },
+		"cri-o minor":    func(p *version.Pins) { p.CRIO = "v1.35.2" },
 	}
 	for name, drift := range drifts {
 		p := version.Pinned

@@ -24,6 +24,9 @@ type Pins struct {
 	Rootlesskit        string
 	KubeRouter         string
 	NetpolImageTag     string
+	StorageLib         string
+	LocalPathImageTag  string
+	MetricsServer      string
 	KubeBench          string
 	AgnhostTag         string
 	BusyboxTag         string
@@ -68,6 +71,9 @@ func mustParse(env string) Pins {
 		Rootlesskit:        get("ROOTLESSKIT_VERSION"),
 		KubeRouter:         get("KUBE_ROUTER_VERSION"),
 		NetpolImageTag:     get("NETPOL_IMAGE_TAG"),
+		StorageLib:         get("STORAGE_LIB_VERSION"),
+		LocalPathImageTag:  get("LOCAL_PATH_IMAGE_TAG"),
+		MetricsServer:      get("METRICS_SERVER_VERSION"),
 		KubeBench:          get("KUBE_BENCH_VERSION"),
 		AgnhostTag:         get("AGNHOST_IMAGE_TAG"),
 		BusyboxTag:         get("BUSYBOX_IMAGE_TAG"),
@@ -102,6 +108,6 @@ func Parse(env string) (map[string]string, error) {
 // Report is what `u7s version` prints: u7s and the stack it runs.
 func Report() string {
 	p := Pinned
-	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\nkube-router %s (NetworkPolicy)\nkube-bench %s (u7s check cis)\n",
-		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit, p.KubeRouter, p.KubeBench)
+	return fmt.Sprintf("u7s %s\nKubernetes %s (kubelet, kubeadm linked)\ncri-o %s\nrunc %s\netcd %s\ncoredns %s\nflannel %s\nCNI plugins %s\nrootlesskit %s\nkube-router %s (NetworkPolicy)\nsig-storage-lib-external-provisioner %s (local volumes)\nmetrics-server %s (Metrics API)\nkube-bench %s (u7s check cis)\n",
+		U7s, p.Kubernetes, p.CRIO, p.Runc, p.Etcd, p.CoreDNS, p.Flannel, p.CNIPlugins, p.Rootlesskit, p.KubeRouter, p.StorageLib, p.MetricsServer, p.KubeBench)
 }

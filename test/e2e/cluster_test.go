@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/u7s/u7s/internal/paths"
 )
 
 // clusterHosts are the multi-host test's machines: three control planes and a worker.
@@ -426,6 +428,19 @@ spec:
 		}
 	})
 
+	var retainDir string
+	t.Run("the default StorageClass: local volumes on their pods' nodes, private, kept across a restart, removed with their claims", func(t *testing.T) {
+		retainDir = checkLocalStorage(t, "h1")
+	})
+
+	t.Run("the Metrics API: kubectl top lists every node, a CPU autoscaler scales up and down; u7s status says both run", func(t *testing.T) {
+		checkMetrics(t, "h1", clusterHosts...)
+		out := mustOnHost(t, "h1", "u7s status")
+		if !strings.Contains(out, "Metrics API available") || !strings.Contains(out, "provisioner running") {
+			t.Errorf("u7s status on h1 does not say that the Metrics API and the volume provisioner run:\n%s", out)
+		}
+	})
+
 	var netpolDB string
 	t.Run("NetworkPolicy enforced on every node: default deny, a namespace admitted, egress and DNS", func(t *testing.T) {
 		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1"})
@@ -704,6 +719,16 @@ spec:
 		out := mustOnHost(t, "h3", "u7s reset")
 		t.Logf("u7s reset on h3:\n%s", out)
 		nodeUnchanged(t, "h3")
+		// The volume of a Retain claim stays, and reset says so.
+		if retainDir != "" {
+			if !strings.Contains(out, "keeping "+retainDir) {
+				t.Errorf("reset of h3 does not say that it keeps the Retain volume %s", retainDir)
+			}
+			if got := mustOnHost(t, "h3", "cat "+retainDir+"/f"); !strings.Contains(got, "retained") {
+				t.Errorf("after reset the Retain volume on h3 holds %q", got)
+			}
+			mustOnHost(t, "h3", "rm -rf "+paths.VolumesDir)
+		}
 		members := mustOnHost(t, "h1", "u7s etcd members")
 		if strings.Contains(members, "h3") || strings.Count(strings.TrimSpace(members), "\n") != 1 {
 			t.Errorf("after reset of h3 the etcd members are:\n%s", members)
