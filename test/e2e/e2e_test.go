@@ -267,7 +267,7 @@ func TestNode(t *testing.T) {
 		}
 		pods := kubectl(t, "get", "pods", "-A", "-o", "wide")
 		t.Log(pods)
-		for _, p := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "kube-flannel-ds-", "u7s-netpol-"} {
+		for _, p := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "kube-flannel-ds-", "u7s-netpol-", "u7s-local-path-", "metrics-server-"} {
 			if !strings.Contains(pods, p) {
 				t.Errorf("no %s pod", p)
 			}
@@ -293,7 +293,7 @@ func TestNode(t *testing.T) {
 			images := kubectl(t, "get", "nodes", "-o", "jsonpath={.items[0].status.images[*].names}")
 			for _, want := range []string{"registry.local/k8s-p10/kube-apiserver:", "registry.local/k8s-p10/etcd:",
 				"registry.local/k8s-p10/coredns:", "registry.local/k8s-p10/flannel:", "registry.local/k8s-p10/pause:",
-				"registry.local/k8s-p10/u7s-netpol:"} {
+				"registry.local/k8s-p10/u7s-netpol:", "registry.local/k8s-p10/u7s-local-path:", "registry.local/k8s-p10/metrics-server:"} {
 				if !strings.Contains(images, want) {
 					return fmt.Errorf("no %s*: %s", want, images)
 				}
@@ -302,8 +302,8 @@ func TestNode(t *testing.T) {
 		})
 		out := must(t, u7s, "images", "pull")
 		t.Log(out)
-		if n := strings.Count(out, "registry.local/k8s-p10/"); n < 9 {
-			t.Errorf("u7s images pull printed %d image lines, want 9", n)
+		if n := strings.Count(out, "registry.local/k8s-p10/"); n < 11 {
+			t.Errorf("u7s images pull printed %d image lines, want 11", n)
 		}
 	})
 

@@ -11,20 +11,18 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 )
 
-// The pods of the storage checks run as the restricted level asks, as a user and group that
-// are not root's; fsGroup is the volume's group.
-const storageSecurity = `
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 1000
-        runAsGroup: 1000
-        fsGroup: 2000
-        seccompProfile: {type: RuntimeDefault}`
+// podSecurity is the pod-level securityContext of the storage checks' pods, as the restricted
+// level asks, as a user and group that are not root's (fsGroup is the volume's group), indented
+// for a pod spec whose fields start at column len(in).
+func podSecurity(in string) string {
+	return "\n" + in + "securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, seccompProfile: {type: RuntimeDefault}}"
+}
 
-const restrictedContainer = `
-        securityContext:
-          allowPrivilegeEscalation: false
-          capabilities: {drop: [ALL]}`
+// containerSecurity is a container's securityContext under the restricted level, indented for a
+// container whose fields start at column len(in).
+func containerSecurity(in string) string {
+	return "\n" + in + "securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}"
+}
 
 // checkLocalStorage: the default StorageClass gives a StatefulSet's two claims directories on
 // the nodes their pods run on (h3 and h4); data survives the pod's deletion and a restart of its
@@ -59,11 +57,11 @@ spec:
             nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [h3, h4]}]}]
         podAntiAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
-          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: db}}}`+storageSecurity+`
+          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: db}}}`+podSecurity("      ")+`
       containers:
       - name: c
         image: `+busybox+`
-        command: [sleep, "3600"]`+restrictedContainer+`
+        command: [sleep, "3600"]`+containerSecurity("        ")+`
         volumeMounts: [{name: data, mountPath: /data}]
   volumeClaimTemplates:
   - metadata: {name: data}
@@ -179,11 +177,13 @@ apiVersion: v1
 kind: Pod
 metadata: {name: keep, namespace: st}
 spec:
-  nodeName: h3`+storageSecurity+`
+  # Through the scheduler (not nodeName), which picks the node of a WaitForFirstConsumer claim.
+  nodeSelector: {kubernetes.io/hostname: h3}
+  tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]`+podSecurity("  ")+`
   containers:
   - name: c
     image: `+busybox+`
-    command: [sh, -c, "echo retained >/data/f && sleep 3600"]`+restrictedContainer+`
+    command: [sh, -c, "echo retained >/data/f && sleep 3600"]`+containerSecurity("    ")+`
     volumeMounts: [{name: data, mountPath: /data}]
   volumes: [{name: data, persistentVolumeClaim: {claimName: keep}}]`)
 	mustKc(t, from, "-n", "st", "wait", "--for=condition=Ready", "pod/keep", "--timeout=180s")

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/u7s/u7s/internal/kubelet"
+	"github.com/u7s/u7s/internal/paths"
 )
 
 // The VM test's hosts: vm1 a qemu VM with its own kernel (cgroup v2 unified, systemd), vmcp an
@@ -53,14 +54,25 @@ spec:
     resources: {requests: {cpu: 10m}}
 ---
 apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: vm-data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: qos-be}
 spec:
-  nodeName: %[2]s
+  # Through the scheduler (not nodeName): its claim of the default StorageClass is made on the
+  # node the scheduler picks.
+  nodeSelector: {kubernetes.io/hostname: %[2]s}
   containers:
   - name: c
     image: %[1]s
-    command: [sh, -c, "dd if=/dev/zero of=/dev/shm/c bs=1M count=40 2>/dev/null; exec sleep 3604"]
+    command: [sh, -c, "echo on-v2 >/data/f; dd if=/dev/zero of=/dev/shm/c bs=1M count=40 2>/dev/null; exec sleep 3604"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: vm-data}}]
 `
 
 // qosContainers: each marked container's pod, and the QoS parent its pod's cgroup must be in.
@@ -152,7 +164,7 @@ func TestVM(t *testing.T) {
 		return
 	}
 
-	t.Run("each container in its pod's cgroup under its QoS parent; kubepods' memory.max is allocatable; the summary API's pod memory", func(t *testing.T) {
+	t.Run("each container in its pod's cgroup under its QoS parent; kubepods' memory.max is allocatable; the summary API's pod memory; a local volume and kubectl top of the VM", func(t *testing.T) {
 		applyOn(t, cp, fmt.Sprintf(qosPods, busybox, vm))
 		// Pulls and container creations on the emulated VM took up to 17 minutes beside the
 		// other lanes' busiest minutes.
@@ -235,6 +247,20 @@ func TestVM(t *testing.T) {
 			}
 			return nil
 		})
+
+		// The default StorageClass made qos-be's volume on the VM, and the Metrics API reads
+		// the VM's kubelet (its cgroup v2 statistics) over TLS.
+		pv := strings.TrimSpace(mustKc(t, cp, "get", "pvc", "vm-data", "-o", "jsonpath={.spec.volumeName}"))
+		if got := mustOnHost(t, vm, "cat "+paths.VolumesDir+"/"+pv+"/f"); !strings.Contains(got, "on-v2") {
+			t.Errorf("qos-be's volume %s on the VM holds %q", pv, got)
+		}
+		eventually(t, "kubectl top node "+vm, 5*time.Minute, func() error {
+			out, err := kc(t, cp, "top", "node", vm, "--no-headers")
+			if err != nil || !strings.HasPrefix(out, vm+" ") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a pod's limits are memory.max, cpu.max and pids.max of its cgroup; over its memory limit it is OOM-killed", func(t *testing.T) {
@@ -245,6 +271,7 @@ func TestVM(t *testing.T) {
 			t.Errorf("qos-g's cgroup %s: memory.max, cpu.max, pids.max %v, want %v", pod, got, want)
 		}
 		mustKc(t, cp, "delete", "pod", "qos-g", "qos-b", "qos-be", "--now")
+		mustKc(t, cp, "delete", "pvc", "vm-data", "--wait=false")
 		applyOn(t, cp, hogPod(vm))
 		eventually(t, "hog OOM-killed", 10*time.Minute, func() error {
 			out, _ := kc(t, cp, "get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.reason}")
