@@ -23,7 +23,9 @@ REGISTRY=${REGISTRY:-registry.local/k8s-p10}
 # 2: the cached releases of epoch 1 had been built from a tree whose port driver refused every
 # forward after a restart (reverted since), so the first release's init never reached its API
 # server and TestUpgrade failed on every run.
-PREVIOUS_EPOCH=2
+# 3: this tree gained the default StorageClass and the Metrics API, whose volumes and images
+# the upgrade test carries through the upgrades.
+PREVIOUS_EPOCH=3
 CACHE=${U7S_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/u7s/components}
 [[ $CACHE == off ]] || CACHE=$(dirname "$CACHE")/previous
 # Every component but agnhost, a test image whose tag follows this tree's Kubernetes.

@@ -143,6 +143,28 @@ spec:
   ports: [{port: 80, targetPort: 8080, nodePort: 30082}]
 `)
 	mustKc(t, "h6", "rollout", "status", "deployment/steady", "--timeout=180s")
+	// A local volume of the default StorageClass on the worker, which every upgrade drains and
+	// restarts: its data must come through.
+	applyOn(t, "h6", `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: vol}
+spec:
+  replicas: 1
+  serviceName: vol
+  selector: {matchLabels: {app: vol}}
+  template:
+    metadata: {labels: {app: vol}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: h7}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: `+busybox+`, command: [sleep, "36000"], volumeMounts: [{name: data, mountPath: /data}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Mi}}}
+`)
+	mustKc(t, "h6", "rollout", "status", "statefulset/vol", "--timeout=180s")
+	mustKc(t, "h6", "exec", "vol-0", "--", "sh", "-c", "echo from-"+releases[0]+" >/data/f")
 
 	total := time.Now()
 	for i := 1; i < len(releases); i++ {
@@ -152,6 +174,26 @@ spec:
 		}
 	}
 	t.Logf("FIGURE whole cluster upgraded %s in %.0f s", strings.Join(releases, " -> "), time.Since(total).Seconds())
+
+	t.Run("after the upgrades: the local volume's data, the provisioner and the Metrics API at this release", func(t *testing.T) {
+		mustKc(t, "h6", "rollout", "status", "statefulset/vol", "--timeout=300s")
+		if out := mustKc(t, "h6", "exec", "vol-0", "--", "cat", "/data/f"); !strings.Contains(out, "from-"+releases[0]) {
+			t.Errorf("the volume made by %s holds %q after the upgrades", releases[0], out)
+		}
+		imgs := mustKc(t, "h6", "-n", "kube-system", "get", "ds/u7s-local-path", "deploy/metrics-server", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image} {end}")
+		for _, want := range []string{":" + version.Pinned.LocalPathImageTag, ":" + version.Pinned.MetricsServer} {
+			if !strings.Contains(imgs, want) {
+				t.Errorf("after the upgrades the add-ons run %s, want tags %s and %s", imgs, version.Pinned.LocalPathImageTag, version.Pinned.MetricsServer)
+			}
+		}
+		eventually(t, "kubectl top nodes", 3*time.Minute, func() error {
+			out, err := kc(t, "h6", "top", "nodes", "--no-headers")
+			if err != nil || !strings.Contains(out, "h6 ") || !strings.Contains(out, "h7 ") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	})
 }
 
 // upgradeStep installs deb (release to) on both hosts and upgrades the cluster from from.
