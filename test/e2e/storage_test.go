@@ -200,7 +200,7 @@ spec:
 	if out := mustOnHost(t, "h3", "cat "+dir+"/f"); !strings.Contains(out, "retained") {
 		t.Errorf("the Retain volume on h3 holds %q", out)
 	}
-	mustKc(t, from, "delete", "pv", pv, "storageclass/local-retain")
+	mustKc(t, from, "delete", "pv/"+pv, "storageclass/local-retain")
 	return dir
 }
 
