@@ -40,6 +40,7 @@ func nodeFlags(f *pflag.FlagSet, o *phases.Options) {
 	f.DurationVar(&o.Timeout, "timeout", config.DefaultStepTimeout, "the longest one step may take: kubeadm's waits for the control plane, the kubelet, TLS bootstrap and discovery, and u7s's for the node; raise it on a very slow host")
 	f.StringVar(&o.RebootWindow, "reboot-window", "", "when a coordinated reboot (/var/run/reboot-required) may start, HH:MM-HH:MM local time (default: any time)")
 	f.BoolVar(&o.NoCoordinatedReboots, "no-coordinated-reboots", false, "ignore /var/run/reboot-required: no drain-and-reboot one node at a time")
+	f.StringVar(&o.LocalStorageDir, "local-storage-dir", paths.VolumesDir, "where this node keeps the local volumes of the default StorageClass: a directory (or a file system's mount point) of the host, made u7s-admin's, mode 0700")
 	f.StringVar(&o.ImageSigningKey, "image-signing-key", "", "the site's public key (u7s images keygen): the node runs only images from its registry signed with it")
 	f.StringVar(&o.Registry.HostsFile, "hosts-file", "", "read this file instead of /etc/hosts for the registry rules")
 	f.StringVar(&o.Registry.OSReleaseFile, "os-release", "", "read this file instead of /etc/os-release for the registry rules")

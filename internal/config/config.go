@@ -38,8 +38,11 @@ type Node struct {
 	FlannelImage    string `json:"flannelImage"`
 	NetpolImage     string `json:"netpolImage,omitempty"`
 	// NoLocalStorage and NoMetricsServer: init installed no default StorageClass, no Metrics API.
-	NoLocalStorage  bool     `json:"noLocalStorage,omitempty"`
-	NoMetricsServer bool     `json:"noMetricsServer,omitempty"`
+	NoLocalStorage  bool `json:"noLocalStorage,omitempty"`
+	NoMetricsServer bool `json:"noMetricsServer,omitempty"`
+	// LocalStorageDir is where this node keeps its local volumes on the host ("":
+	// paths.VolumesDir); inside the node's namespace they are always at paths.VolumesDir.
+	LocalStorageDir string   `json:"localStorageDir,omitempty"`
 	Insecure        []string `json:"insecureRegistries,omitempty"`
 	// ImageSigningKey is the site's public key (paths.ImageSigningKey) when the node runs only
 	// images signed with it, from Registry's host only; empty: any image the registries serve.
@@ -75,6 +78,14 @@ type Node struct {
 // the node to be Ready. A step that takes a minute here takes ten on a host ten times slower (an
 // emulated VM, a small board), which this meets without a flag.
 const DefaultStepTimeout = 10 * time.Minute
+
+// VolumesHostDir is where the node's local volumes are on the host.
+func (n *Node) VolumesHostDir() string {
+	if n.LocalStorageDir != "" {
+		return n.LocalStorageDir
+	}
+	return paths.VolumesDir
+}
 
 // Timeout is the node's step timeout: StepTimeout, or DefaultStepTimeout.
 func (n *Node) Timeout() time.Duration {

@@ -158,9 +158,64 @@ func Prepare(dir string, uid, gid int) error {
 	return os.Chmod(dir, 0o700)
 }
 
+// CheckDir checks --local-storage-dir before anything changes: "" (the default) or an absolute
+// path that is none of the system's or the node's own directories, nor above them (Prepare makes
+// it u7s-admin's, mode 0700), and that is new, empty, a file system's fresh mount point or a
+// volumes directory of an earlier node.
+func CheckDir(dir string) error {
+	if dir == "" || filepath.Clean(dir) == paths.VolumesDir {
+		return nil
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%q is not an absolute path: give one such as /srv/u7s-volumes", dir)
+	}
+	dir = filepath.Clean(dir)
+	for _, p := range []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp",
+		"/usr", "/var/log", "/var/tmp", "/var/run", paths.Home, paths.ReleasesDir, paths.KubernetesDir, paths.ConfigDir, paths.LogDir, paths.RunDir} {
+		if dir == p || strings.HasPrefix(dir, p+"/") || strings.HasPrefix(p, dir+"/") {
+			return fmt.Errorf("%s is %s or shares it: u7s makes the directory u7s-admin's with mode 0700; give one of its own, such as /srv/u7s-volumes", dir, p)
+		}
+	}
+	if strings.Count(dir, "/") < 2 || strings.HasPrefix(paths.VolumesDir, dir+"/") {
+		return fmt.Errorf("%s is a top-level or system directory: u7s makes it u7s-admin's with mode 0700; give one of its own, such as /srv/u7s-volumes", dir)
+	}
+	return checkContents(dir)
+}
+
+// checkContents: dir is new, empty, a fresh mount point or a volumes directory of u7s.
+func checkContents(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == "lost+found" || strings.HasSuffix(n, provisioner.RecordSuffix) || names[n+provisioner.RecordSuffix] {
+			continue
+		}
+		return fmt.Errorf("%s holds %s, which is not a local volume of u7s: give an empty directory or a file system's mount point", dir, n)
+	}
+	return nil
+}
+
 // Cleanup is reset's part: it removes the volumes of dir whose reclaim policy is Delete (the
 // cluster would have removed them with their claims) and keeps those of Retain claims, which
-// it lists on out; dir itself goes when nothing is kept. It returns the kept volumes' paths.
+// it lists on out, with anything else in dir. It returns the kept entries' paths; dir itself is
+// the host state's to remove (reset's RemoveRecorded), where u7s made it and nothing is kept.
 func Cleanup(dir string, out io.Writer) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -173,7 +228,7 @@ func Cleanup(dir string, out io.Writer) ([]string, error) {
 	var errs []error
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, provisioner.RecordSuffix) {
+		if strings.HasSuffix(name, provisioner.RecordSuffix) || name == "lost+found" {
 			continue
 		}
 		rec, err := provisioner.ReadRecord(dir, name)
@@ -184,7 +239,7 @@ func Cleanup(dir string, out io.Writer) ([]string, error) {
 			continue
 		}
 		if rec.ReclaimPolicy == corev1.PersistentVolumeReclaimRetain {
-			kept = append(kept, filepath.Join(dir, name))
+			kept = append(kept, filepath.Join(dir, name), filepath.Join(dir, name+provisioner.RecordSuffix))
 			fmt.Fprintf(out, "    keeping %s: volume of claim %s (%s), reclaim policy Retain\n", filepath.Join(dir, name), rec.Claim, rec.Size)
 			continue
 		}
@@ -192,15 +247,12 @@ func Cleanup(dir string, out io.Writer) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(kept) == 0 && len(errs) == 0 {
-		// Records without a volume, then the directory; a mount point stays (EBUSY).
-		for _, e := range ents {
-			if strings.HasSuffix(e.Name(), provisioner.RecordSuffix) {
-				_ = os.Remove(filepath.Join(dir, e.Name()))
+	// Records whose volume is gone.
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, provisioner.RecordSuffix) {
+			if _, err := os.Lstat(filepath.Join(dir, strings.TrimSuffix(n, provisioner.RecordSuffix))); errors.Is(err, os.ErrNotExist) {
+				_ = os.Remove(filepath.Join(dir, n))
 			}
-		}
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(out, "    keeping %s: %v\n", dir, err)
 		}
 	}
 	return kept, errors.Join(errs...)

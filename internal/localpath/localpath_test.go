@@ -62,8 +62,8 @@ func TestObjects(t *testing.T) {
 	}
 }
 
-// Reset keeps the volumes of Retain claims and removes the others, then the directory when
-// nothing is kept.
+// Reset keeps the volumes of Retain claims (with their records) and what it does not know,
+// and removes the others.
 func TestCleanup(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "volumes")
 	if err := Prepare(dir, os.Getuid(), os.Getgid()); err != nil {
@@ -77,28 +77,61 @@ func TestCleanup(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "someones"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "pvc-orphan.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	kept, err := Cleanup(dir, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{filepath.Join(dir, "pvc-keep"), filepath.Join(dir, "someones")}
+	want := []string{filepath.Join(dir, "pvc-keep"), filepath.Join(dir, "pvc-keep.json"), filepath.Join(dir, "someones")}
 	if !slices.Equal(kept, want) {
 		t.Errorf("kept %v, want %v", kept, want)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "pvc-gone")); err == nil {
-		t.Error("a Delete volume was kept")
-	}
-	for _, name := range []string{"pvc-keep", "someones"} {
-		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
+	for _, gone := range []string{"pvc-gone", "pvc-gone.json", "pvc-orphan.json"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); err == nil {
+			t.Errorf("%s was left", gone)
 		}
 	}
-	if kept, err := Cleanup(dir, io.Discard); err != nil || len(kept) != 0 {
-		t.Fatalf("kept %v, %v", kept, err)
+	if _, err := os.Stat(filepath.Join(dir, "pvc-keep.json")); err != nil {
+		t.Errorf("the Retain volume's record went: %v", err)
 	}
-	if _, err := os.Stat(dir); err == nil {
-		t.Error("the empty volumes directory was left")
+}
+
+// --local-storage-dir is refused where Prepare would take a directory that is not its own.
+func TestCheckDir(t *testing.T) {
+	tmp := t.TempDir()
+	full := filepath.Join(tmp, "full")
+	if err := os.MkdirAll(filepath.Join(full, "data"), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	old := filepath.Join(tmp, "old")
+	volume(t, mkdir(t, old), "pvc-1", corev1.PersistentVolumeReclaimRetain)
+	if err := os.Mkdir(filepath.Join(old, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for dir, ok := range map[string]bool{
+		"": true, paths.VolumesDir: true, "/srv/u7s-volumes": true, "/data/k8s/volumes": true,
+		"relative/dir": false, "/": false, "/var": false, "/var/lib": false, "/etc/u7s/v": false, "/usr": false,
+		paths.Home + "/volumes": false, "/srv": false, "/tmp/v": false,
+	} {
+		if err := CheckDir(dir); (err == nil) != ok {
+			t.Errorf("CheckDir(%q) = %v, want ok %v", dir, err, ok)
+		}
+	}
+	for dir, ok := range map[string]bool{filepath.Join(tmp, "new"): true, old: true, full: false} {
+		if err := checkContents(dir); (err == nil) != ok {
+			t.Errorf("checkContents(%q) = %v, want ok %v", dir, err, ok)
+		}
+	}
+}
+
+func mkdir(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func volume(t *testing.T, dir, name string, reclaim corev1.PersistentVolumeReclaimPolicy) {

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/u7s/u7s/internal/config"
 	"github.com/u7s/u7s/internal/paths"
 )
 
@@ -18,7 +19,7 @@ var realDirs = []string{paths.Home, paths.RunDir, paths.KubernetesDir}
 // Mounts prepares the namespace's file system. /var/log is not copied up by rootlesskit and is
 // the host's, which the namespace's root may not write: a tmpfs goes over it, with the node's
 // own log directory (u7s-admin's on the host) bound back in.
-func Mounts() error {
+func Mounts(n *config.Node) error {
 	for _, d := range realDirs {
 		if err := materialize(d); err != nil {
 			return err
@@ -34,6 +35,13 @@ func Mounts() error {
 	}
 	if err := bind(fmt.Sprintf("/proc/self/fd/%d", logFD), paths.LogDir); err != nil {
 		return err
+	}
+	// A node whose volumes live elsewhere on the host has them at the one path the provisioner
+	// and its PersistentVolumes name.
+	if dir := n.VolumesHostDir(); dir != paths.VolumesDir {
+		if err := bind(dir, paths.VolumesDir); err != nil {
+			return fmt.Errorf("the local volumes' directory: %w", err)
+		}
 	}
 	for _, b := range paths.NamespaceBinds {
 		src := filepath.Join(paths.State, b.State)

@@ -36,7 +36,7 @@ func Run() error {
 	if err := cg.EnterNamespace(); err != nil {
 		return err
 	}
-	if err := Mounts(); err != nil {
+	if err := Mounts(n); err != nil {
 		return err
 	}
 	if err := Network(n); err != nil {

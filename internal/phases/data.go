@@ -42,6 +42,8 @@ type Options struct {
 	// Coordinated reboots.
 	RebootWindow         string
 	NoCoordinatedReboots bool
+	// LocalStorageDir: where the node keeps its local volumes (config.Node.LocalStorageDir).
+	LocalStorageDir string
 	// Timeout is the longest one step may take (config.Node.StepTimeout).
 	Timeout time.Duration
 

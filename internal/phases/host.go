@@ -2,6 +2,7 @@ package phases
 
 import (
 	"os"
+	"path/filepath"
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/workflow"
 
@@ -55,8 +56,27 @@ func hostPhase() workflow.Phase {
 		if err := localpath.Prepare(paths.VolumesDir, u.UID, u.GID); err != nil {
 			return err
 		}
+		// Another directory is bound on paths.VolumesDir inside the node (namespace-init).
+		if dir := localStorageDir(d.O.LocalStorageDir); dir != "" {
+			d.detail("local volumes in %s (at %s inside the node)", dir, paths.VolumesDir)
+			// Recorded (when u7s makes it) so that reset removes it, unless volumes stay.
+			if err := host.RecordCreated(dir); err != nil {
+				return err
+			}
+			if err := localpath.Prepare(dir, u.UID, u.GID); err != nil {
+				return err
+			}
+		}
 		return os.MkdirAll(paths.ConfigDir, 0o755)
 	})
+}
+
+// localStorageDir is node.json's LocalStorageDir for --local-storage-dir: "" for the default.
+func localStorageDir(flag string) string {
+	if flag == "" || filepath.Clean(flag) == paths.VolumesDir {
+		return ""
+	}
+	return filepath.Clean(flag)
 }
 
 // cgroupsPhase chooses the cgroup mode and, on v1, delegates the node's subtrees.
@@ -122,6 +142,7 @@ func (d *Data) writeConfig() error {
 		NoCoordinatedReboots: d.O.NoCoordinatedReboots,
 		NoLocalStorage:       d.O.NoLocalStorage,
 		NoMetricsServer:      d.O.NoMetricsServer,
+		LocalStorageDir:      localStorageDir(d.O.LocalStorageDir),
 		Cgroup:               d.cgroup,
 		Service:              service.Systemd(),
 	}

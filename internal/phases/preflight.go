@@ -16,6 +16,7 @@ import (
 	"github.com/u7s/u7s/internal/controlplane"
 	"github.com/u7s/u7s/internal/host"
 	"github.com/u7s/u7s/internal/kubeadm"
+	"github.com/u7s/u7s/internal/localpath"
 	"github.com/u7s/u7s/internal/maintenance"
 	"github.com/u7s/u7s/internal/registry"
 	"github.com/u7s/u7s/internal/release"
@@ -139,6 +140,9 @@ func (d *Data) checkFlags() error {
 	}
 	if o.Timeout <= 0 {
 		ps = append(ps, fmt.Sprintf("--timeout %s: want a positive duration such as 10m (longer on a very slow host)", o.Timeout))
+	}
+	if err := localpath.CheckDir(o.LocalStorageDir); err != nil {
+		ps = append(ps, "--local-storage-dir: "+err.Error())
 	}
 	switch o.CgroupMode {
 	case "auto", "none":

@@ -123,15 +123,17 @@ func cleanupPhase() workflow.Phase {
 				errs = append(errs, err)
 			}
 		}
-		d.step("removing the local volumes in %s (those of Retain claims stay)", paths.VolumesDir)
-		kept, err := localpath.Cleanup(paths.VolumesDir, d.out())
+		volumes := paths.VolumesDir
+		if n, err := config.Load(); err == nil {
+			volumes = n.VolumesHostDir()
+		}
+		d.step("removing the local volumes in %s (those of Retain claims stay)", volumes)
+		kept, err := localpath.Cleanup(volumes, d.out())
 		if err != nil {
 			errs = append(errs, err)
 		}
 		if len(kept) > 0 {
-			// The volumes directory stays too, with its records, and the way to it.
-			kept = append(kept, paths.VolumesDir)
-			d.detail("kept %d volume(s) of Retain claims in %s: their files belong to the ids of %s; remove them when their data is no longer needed", len(kept)-1, paths.VolumesDir, paths.User)
+			d.detail("kept what is listed above in %s: its files belong to the ids of %s; remove them when their data is no longer needed", volumes, paths.User)
 		}
 		d.step("removing the files init or join made")
 		if err := host.RemoveRecorded(kept...); err != nil {

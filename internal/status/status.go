@@ -92,7 +92,7 @@ func addons(n *config.Node) (storage, metrics string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if !n.NoLocalStorage {
-		storage = fmt.Sprintf("default StorageClass %s, volumes in %s: %s", localpath.StorageClassName, paths.VolumesDir, localpath.Running(ctx, cs, n.NodeName))
+		storage = fmt.Sprintf("default StorageClass %s, volumes in %s: %s", localpath.StorageClassName, n.VolumesHostDir(), localpath.Running(ctx, cs, n.NodeName))
 	}
 	switch {
 	case n.NoMetricsServer:

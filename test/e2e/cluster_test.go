@@ -21,6 +21,9 @@ var clusterHosts = []string{"h1", "h2", "h3", "h4"}
 
 const balancerPort = 8443
 
+// h4Volumes is where the worker h4 keeps its local volumes (--local-storage-dir).
+const h4Volumes = "/srv/u7s-volumes"
+
 // hostSigningKey is where each host gets the site's public image-signing key: where init
 // keeps it, and what the join commands it prints name.
 const hostSigningKey = "/etc/u7s/image-signing.pub"
@@ -271,7 +274,8 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 			t.Logf("FIGURE join to Ready, control plane %s: %.0f s", h, time.Since(start).Seconds())
 		}
 		start = time.Now()
-		if out, err := onHost(t, "h4", worker); err != nil {
+		// The worker keeps its local volumes in a directory of its own choosing.
+		if out, err := onHost(t, "h4", worker+" --local-storage-dir "+h4Volumes); err != nil {
 			t.Fatalf("worker join on h4: %v: %s\n%s", err, why(out), tail(out, 40))
 		}
 		t.Logf("FIGURE join to Ready, worker h4: %.0f s", time.Since(start).Seconds())
@@ -754,6 +758,7 @@ spec:
 			{"an unreachable endpoint", badEndpoint, "cannot reach"},
 			{"--control-plane without a certificate key", noKey, "--certificate-key"},
 			{"a wrong certificate key", worker + " --control-plane --certificate-key " + strings.Repeat("0", 64), "certificate"},
+			{"a system directory for local volumes", worker + " --local-storage-dir /usr/lib", "--local-storage-dir"},
 		} {
 			out, err := onHost(t, "h3", c.cmd)
 			if err == nil || !strings.Contains(out, c.want) {

@@ -24,8 +24,16 @@ func containerSecurity(in string) string {
 	return "\n" + in + "securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}"
 }
 
+// hostVolumes is where node keeps its local volumes on its host.
+func hostVolumes(node string) string {
+	if node == "h4" {
+		return h4Volumes
+	}
+	return paths.VolumesDir
+}
+
 // checkLocalStorage: the default StorageClass gives a StatefulSet's two claims directories on
-// the nodes their pods run on (h3 and h4); data survives the pod's deletion and a restart of its
+// the nodes their pods run on (h3, and h4 in its --local-storage-dir); data survives the pod's deletion and a restart of its
 // node; a pod's user writes, another pod's user and the host's other users cannot read; deleting
 // a claim of the default class removes its directory. It returns the host path of a Retain
 // volume left on h3 (its claim deleted), for h3's reset to keep.
@@ -71,7 +79,8 @@ spec:
 	mustKc(t, from, "-n", "st", "rollout", "status", "statefulset/db", "--timeout=300s")
 
 	// Each claim is bound to a volume on its pod's node, in that node's volumes directory.
-	type vol struct{ pod, node, pv, dir string }
+	// dir: the volume inside the node (its PersistentVolume's path); host: on the node's host.
+	type vol struct{ pod, node, pv, dir, host string }
 	vols := map[string]vol{}
 	for _, i := range []string{"0", "1"} {
 		pod := "db-" + i
@@ -82,7 +91,7 @@ spec:
 		if got != node+" "+dir+" local-path" {
 			t.Errorf("claim data-%s (pod on %s): volume %s is %q, want %q", pod, node, pv, got, node+" "+dir+" local-path")
 		}
-		vols[node] = vol{pod: pod, node: node, pv: pv, dir: dir}
+		vols[node] = vol{pod: pod, node: node, pv: pv, dir: dir, host: hostVolumes(node) + "/" + pv}
 	}
 	if len(vols) != 2 {
 		t.Fatalf("the two replicas are not on two nodes: %v", vols)
@@ -91,11 +100,14 @@ spec:
 
 	// The pod's user writes; the directory is the pod's user's and group's only.
 	mustKc(t, from, "-n", "st", "exec", w.pod, "--", "sh", "-c", "id -u >/data/owner && echo kept-across-restarts >/data/f")
-	if mode := strings.TrimSpace(mustOnHost(t, "h4", "stat -c '%a %u' "+w.dir+" "+paths.VolumesDir+" | tr '\\n' ' '")); !strings.HasPrefix(mode, "2770 ") || !strings.Contains(mode, " 700 ") {
-		t.Errorf("modes of the volume and the volumes directory on h4: %q, want 2770 (the pod's user and fsGroup) and 700", mode)
+	if mode := strings.TrimSpace(mustOnHost(t, "h4", "stat -c '%a %u' "+w.host+" "+h4Volumes+" | tr '\\n' ' '")); !strings.HasPrefix(mode, "2770 ") || !strings.Contains(mode, " 700 ") {
+		t.Errorf("modes of the volume and the volumes directory on h4's host: %q, want 2770 (the pod's user and fsGroup) and 700", mode)
+	}
+	if out := mustOnHost(t, "h4", "cat "+w.host+"/f"); !strings.Contains(out, "kept-across-restarts") {
+		t.Errorf("the volume is not in h4's --local-storage-dir %s: %q", h4Volumes, out)
 	}
 	// Another user of the host cannot reach it.
-	if out, err := onHost(t, "h4", "setpriv --reuid=65534 --regid=65534 --clear-groups cat "+w.dir+"/f"); err == nil {
+	if out, err := onHost(t, "h4", "setpriv --reuid=65534 --regid=65534 --clear-groups cat "+w.host+"/f"); err == nil {
 		t.Errorf("the host's user nobody read a pod's volume: %s", out)
 	}
 	// Another pod's user on the same node, even given the host path (a privileged namespace's
@@ -147,7 +159,7 @@ spec:
 	mustKc(t, from, "-n", "st", "delete", "pvc", "data-db-0", "data-db-1")
 	for _, v := range vols {
 		eventually(t, "volume "+v.pv+" removed from "+v.node, 2*time.Minute, func() error {
-			if out, err := onHost(t, v.node, "ls -d "+v.dir+" 2>&1"); err == nil {
+			if out, err := onHost(t, v.node, "ls -d "+v.host+" 2>&1"); err == nil {
 				return fmt.Errorf("still there: %s", out)
 			}
 			if out, err := kc(t, from, "get", "pv", v.pv); err == nil {
