@@ -49,7 +49,8 @@ func hostPhase() workflow.Phase {
 				return err
 			}
 		}
-		// The local volumes' directory: not recorded, reset keeps the volumes of Retain claims.
+		// The local volumes' directory, in LibDir, which reset removes but for the volumes of
+		// Retain claims.
 		if err := host.MakeDir(paths.LibDir, 0o755, 0, 0); err != nil {
 			return err
 		}
