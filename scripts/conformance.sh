@@ -9,6 +9,10 @@
 #   KUBECONFIG=F U7S_REGISTRY=R scripts/conformance.sh    against another cluster than this host's
 #                                                     node (TestCluster's hosts), its images from R
 #
+# CONFORMANCE_FLAKE_ATTEMPTS=N runs a failed spec up to N times in all (ginkgo's --flake-attempts;
+# default 1): for the test suites' runs beside other suites on a loaded machine, where a spec's
+# first attempt can die of an etcd timeout; the specs that needed a second attempt are counted
+# in ginkgo's summary line, printed after the report.
 # CONFORMANCE_PREBUILT=1: e2e.test, ginkgo and kubectl are already in _output/bin (scripts/test.sh
 # builds them once before its lanes, which may run this script at the same time).
 #
@@ -21,6 +25,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make conformance runs as root (it reads the node's admin.conf)" >&2; exit 1; }
 FOCUS=${CONFORMANCE_FOCUS:-}
 NODES=${CONFORMANCE_NODES:-4}
+ATTEMPTS=${CONFORMANCE_FLAKE_ATTEMPTS:-1}
+[[ $ATTEMPTS =~ ^[1-9]$ ]] || { echo "conformance: CONFORMANCE_FLAKE_ATTEMPTS=$ATTEMPTS: want 1 to 9" >&2; exit 1; }
 LABELS="${CONFORMANCE_LABELS:-Conformance} && !Serial && !Disruptive && !Flaky && !Environment:NotInUserNS"
 KUBECONFIG=${KUBECONFIG:-/etc/kubernetes/admin.conf}
 # The images' registry: the cluster's (U7S_REGISTRY), else this host's node's.
@@ -63,7 +69,7 @@ fi
 echo "== running: label filter \"$LABELS\"${FOCUS:+, focus \"$FOCUS\"}, $NODES parallel processes; log: $out/e2e.log"
 start=$SECONDS
 set +e
-KUBE_TEST_REPO_LIST=$out/repo-list.yaml PATH=$bin:$PATH "$bin/ginkgo" --procs="$NODES" --timeout=24h \
+KUBE_TEST_REPO_LIST=$out/repo-list.yaml PATH=$bin:$PATH "$bin/ginkgo" --procs="$NODES" --timeout=24h --flake-attempts="$ATTEMPTS" \
 	--label-filter="$LABELS" ${FOCUS:+--focus="$FOCUS"} ${SKIP:+--skip="$SKIP"} --output-dir="$out" --junit-report=junit.xml --no-color \
 	"$bin/e2e.test" -- --kubeconfig="$KUBECONFIG" --provider=skeleton --report-dir="$out" \
 	--kubectl-path="$bin/kubectl" >"$out/e2e.log" 2>&1
@@ -71,4 +77,6 @@ rc=$?
 set -e
 echo "   the suite ran $((SECONDS - start)) s (exit $rc)"
 [ -s "$out/junit.xml" ] || { tail -n 40 "$out/e2e.log" >&2; echo "conformance: the suite wrote no report" >&2; exit 1; }
+# Ginkgo's own count, with the specs that passed only on a later attempt ("Flaked").
+grep -E '[0-9]+ Passed \| [0-9]+ Failed' "$out/e2e.log" | tail -n 1 | sed 's/^/   ginkgo: /' || true
 go run ./test/conformance/report -limits test/conformance/rootless-limits.txt "$out/junit.xml" | tee "$out/report.txt"
