@@ -69,10 +69,15 @@ func kubectl(t *testing.T, args ...string) string { t.Helper(); return must(t, "
 // eventually retries f until it returns nil or timeout passes.
 func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = f(); err == nil {
+			// Where a slow run spent its time, in the log of a run that passed too.
+			if d := time.Since(start); d > 20*time.Second {
+				t.Logf("%s: after %.0f s", what, d.Seconds())
+			}
 			return
 		}
 		time.Sleep(2 * time.Second)

@@ -168,7 +168,9 @@ func TestVM(t *testing.T) {
 		applyOn(t, cp, fmt.Sprintf(qosPods, busybox, vm))
 		// Pulls and container creations on the emulated VM took up to 17 minutes beside the
 		// other lanes' busiest minutes.
+		start := time.Now()
 		mustKc(t, cp, "wait", "--for=condition=Ready", "pod/qos-g", "pod/qos-b", "pod/qos-be", "--timeout=1800s")
+		t.Logf("FIGURE the QoS pods Ready on the VM: %.0f s", time.Since(start).Seconds())
 		uid := map[string]string{}
 		for _, p := range []string{"qos-g", "qos-b", "qos-be"} {
 			uid[p] = strings.TrimSpace(mustKc(t, cp, "get", "pod", p, "-o", "jsonpath={.metadata.uid}"))
