@@ -150,7 +150,7 @@ func RunChild() error {
 		NetworkDriver:             slirp4netns.NewChildDriver(),
 		CopyUpDriver:              tmpfssymlink.NewChildDriver(),
 		CopyUpDirs:                CopyUpDirs,
-		PortDriver:                builtin.NewChildDriver(io.Discard),
+		PortDriver:                newPortChild(),
 		MountProcfs:               true,
 		Propagation:               "rprivate",
 		Reaper:                    true,

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/namespace"
 )
 
 // Interface is slirp4netns's tap device inside the namespace.
@@ -77,19 +78,25 @@ func Network(n *config.Node) error {
 	if err := netlink.RouteDel(local); err != nil {
 		return fmt.Errorf("removing the local route of %s: %w", ip, err)
 	}
-	return repliesToHostAddress(ip, link)
+	if err := repliesToHostAddress(ip, link); err != nil {
+		return err
+	}
+	return repliesToClientAddresses()
 }
 
 const (
 	// hostAddressMark marks the connections the namespace opens from the host's address (a
 	// bit no other rule writer of the namespace uses: kube-proxy has 0x4000 and 0x8000,
-	// kube-router's policies 0x10000 and 0x20000).
+	// kube-router's policies 0x10000 and 0x20000; namespace.ClientAddressMark is the next).
 	hostAddressMark = 0x1000000
 	// hostAddressTable is the routing table where the host's address is local.
 	hostAddressTable = 199
-	// hostAddressRulePriority puts the rule before the main table (32766), beside rootlesskit's
-	// own (100, fwmark 0x64: its transparent dials).
+	// hostAddressRulePriority puts the rule before the main table (32766) and before the
+	// client addresses' (a connection from the host's address has both marks: that address is
+	// not local either).
 	hostAddressRulePriority = 98
+	// clientAddressRulePriority comes right after it.
+	clientAddressRulePriority = 99
 )
 
 // repliesToHostAddress delivers here the replies to connections the namespace opened from the
@@ -107,22 +114,67 @@ func repliesToHostAddress(ip net.IP, link netlink.Link) error {
 	if err := netlink.RouteReplace(route); err != nil {
 		return fmt.Errorf("adding %s as local in routing table %d: %w", ip, hostAddressTable, err)
 	}
+	if err := markRoutingRule(hostAddressMark, hostAddressTable, hostAddressRulePriority); err != nil {
+		return fmt.Errorf("adding the routing rule for replies to %s: %w", ip, err)
+	}
+	comment := []string{"-m", "comment", "--comment", "u7s: replies to the host's address stay here"}
+	return appendMangle(markRules(hostAddressMark,
+		slices.Concat([]string{"-s", ip.String() + "/32", "-m", "conntrack", "--ctstate", "NEW"}, comment), comment))
+}
+
+// repliesToClientAddresses delivers here the replies to the port driver's connections, which
+// it dials from a forwarded client's own address (internal/namespace, portChild) so that a
+// NetworkPolicy's ipBlock applies to the client: marked as they start from an address that is
+// not the namespace's, their replies are routed by a table where every address is local.
+// Accepted sockets inherit the mark (tcp_fwmark_accept), so that a server in the namespace's
+// own network (a hostNetwork pod) answers such a client here too. The routing rule comes
+// last: the port driver dials from a client's address only once it is there.
+func repliesToClientAddresses() error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("setting net.ipv4.tcp_fwmark_accept inside the namespace: %w", err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo: %w", err)
+	}
+	route := &netlink.Route{
+		Table: namespace.ClientAddressTable, Type: unix.RTN_LOCAL, LinkIndex: lo.Attrs().Index, Scope: netlink.SCOPE_HOST,
+		Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)},
+	}
+	if err := netlink.RouteReplace(route); err != nil {
+		return fmt.Errorf("adding every address as local in routing table %d: %w", namespace.ClientAddressTable, err)
+	}
+	comment := []string{"-m", "comment", "--comment", "u7s: replies to forwarded clients' addresses stay here"}
+	if err := appendMangle(markRules(namespace.ClientAddressMark,
+		slices.Concat([]string{"-p", "tcp", "-m", "addrtype", "!", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "NEW"}, comment),
+		comment)); err != nil {
+		return err
+	}
+	if err := markRoutingRule(namespace.ClientAddressMark, namespace.ClientAddressTable, clientAddressRulePriority); err != nil {
+		return fmt.Errorf("adding the routing rule for replies to forwarded clients: %w", err)
+	}
+	return nil
+}
+
+// markRoutingRule makes packets with the mark bit mark look up table, unless a rule does.
+func markRoutingRule(mark uint32, table, priority int) error {
 	rules, err := netlink.RuleList(netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("listing the routing rules: %w", err)
 	}
-	if !slices.ContainsFunc(rules, func(r netlink.Rule) bool {
-		return r.Table == hostAddressTable && r.Mark == hostAddressMark
-	}) {
-		rule := netlink.NewRule()
-		rule.Family = netlink.FAMILY_V4
-		rule.Mark, rule.Mask = hostAddressMark, ptr.To[uint32](hostAddressMark)
-		rule.Table, rule.Priority = hostAddressTable, hostAddressRulePriority
-		if err := netlink.RuleAdd(rule); err != nil {
-			return fmt.Errorf("adding the routing rule for replies to %s: %w", ip, err)
-		}
+	if slices.ContainsFunc(rules, func(r netlink.Rule) bool { return r.Table == table && r.Mark == mark }) {
+		return nil
 	}
-	for _, r := range hostAddressMarkRules(ip) {
+	rule := netlink.NewRule()
+	rule.Family = netlink.FAMILY_V4
+	rule.Mark, rule.Mask = mark, ptr.To(mark)
+	rule.Table, rule.Priority = table, priority
+	return netlink.RuleAdd(rule)
+}
+
+// appendMangle appends rules to the mangle table, each unless it is there.
+func appendMangle(rules []markRule) error {
+	for _, r := range rules {
 		args := func(op string) []string { return append([]string{"-w", "-t", "mangle", op, r.chain}, r.spec...) }
 		// -C first: namespace-init may run again in the same namespace.
 		if exec.Command("iptables", args("-C")...).Run() == nil {
@@ -141,16 +193,13 @@ type markRule struct {
 	spec  []string
 }
 
-// hostAddressMarkRules are the rules that mark the connections opened from the host's address
-// ip, and their replies.
-func hostAddressMarkRules(ip net.IP) []markRule {
-	mark := fmt.Sprintf("%#x/%#x", hostAddressMark, hostAddressMark)
-	comment := []string{"-m", "comment", "--comment", "u7s: replies to the host's address stay here"}
+// markRules are the rules that give the connections the namespace starts that match the mark
+// bit mark (OUTPUT), and put it on each packet that comes back (PREROUTING).
+func markRules(mark uint32, match, comment []string) []markRule {
+	m := fmt.Sprintf("%#x/%#x", mark, mark)
 	return []markRule{
-		{"OUTPUT", slices.Concat([]string{"-s", ip.String() + "/32", "-m", "conntrack", "--ctstate", "NEW"}, comment,
-			[]string{"-j", "CONNMARK", "--set-xmark", mark})},
-		{"PREROUTING", slices.Concat([]string{"-m", "connmark", "--mark", mark}, comment,
-			[]string{"-j", "MARK", "--set-xmark", mark})},
+		{"OUTPUT", slices.Concat(match, []string{"-j", "CONNMARK", "--set-xmark", m})},
+		{"PREROUTING", slices.Concat([]string{"-m", "connmark", "--mark", m}, comment, []string{"-j", "MARK", "--set-xmark", m})},
 	}
 }
 

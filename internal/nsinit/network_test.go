@@ -1,12 +1,16 @@
 package nsinit
 
 import (
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -76,5 +80,96 @@ func TestRepliesToHostAddress(t *testing.T) {
 		if c := strings.Count(string(out), want); c != 1 {
 			t.Errorf("%d rules %q in the mangle table, want 1:\n%s", c, want, out)
 		}
+	}
+}
+
+// In a network namespace of its own: a connection dialled from a client's address that is not
+// the namespace's (as the port driver dials) to a server of the namespace is answered here,
+// by the mark and the table repliesToClientAddresses sets up; without them it never connects.
+func TestRepliesToClientAddresses(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace of its own")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("no iptables")
+	}
+	runtime.LockOSThread() // the thread ends with the test, never back in the pool
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lo", "tap0"} {
+		if name == "tap0" {
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tap0"}, PeerName: "tap0peer"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "tap0" {
+			if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.0.2.100"), Mask: net.CIDRMask(24, 32)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp4", "10.0.2.100:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hello"))
+			c.Close()
+		}
+	}()
+	dial := func() error {
+		d := net.Dialer{
+			Timeout:   2 * time.Second,
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.7")},
+			Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1) }); err != nil {
+					return err
+				}
+				return serr
+			},
+		}
+		c, err := d.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b, err := io.ReadAll(c)
+		if err == nil && string(b) != "hello" {
+			err = fmt.Errorf("read %q", b)
+		}
+		return err
+	}
+	if err := dial(); err == nil {
+		t.Fatal("a client's address was answered here before any routing for it: the test shows nothing")
+	}
+	for range 2 {
+		if err := repliesToClientAddresses(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dial(); err != nil {
+		t.Errorf("dialled from a client's address: %v", err)
+	}
+	out, err := exec.Command("iptables", "-w", "-t", "mangle", "-S").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if c := strings.Count(string(out), "CONNMARK --set-xmark 0x2000000/0x2000000"); c != 1 {
+		t.Errorf("%d rules mark the clients' connections, want 1 (a second run adds none):\n%s", c, out)
 	}
 }

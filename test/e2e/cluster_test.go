@@ -447,7 +447,7 @@ spec:
 
 	var netpolDB string
 	t.Run("NetworkPolicy enforced on every node: default deny, a namespace admitted, egress and DNS", func(t *testing.T) {
-		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1"})
+		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1", ip: ip})
 	})
 
 	t.Run("a 64Mi memory limit is enforced on the worker", func(t *testing.T) {
@@ -687,7 +687,7 @@ spec:
 		if netpolDB == "" {
 			t.Fatal("the NetworkPolicy subtest did not get through: nothing to check again")
 		}
-		p := netpol{t: t, from: "h1"}
+		p := netpol{t: t, from: "h1", ip: ip}
 		// The database came back on h4 with a new address, most likely.
 		p.enforced(p.rollout())
 	})

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +16,14 @@ import (
 )
 
 // The NetworkPolicy checks of TestCluster: a database on the worker h4 in namespace np-db,
-// clients in np-app (h2) and np-other (h4, the database's own host, and h3).
-// Not checked yet, as it does not hold yet: an ipBlock on a NodePort client. rootlesskit's port
-// driver dials a refused client's connection again from the node's own address, which
-// kube-router admits as the node's (README, NetworkPolicy).
-const netpolDBPort = 8080
+// clients in np-app (h2) and np-other (h4, the database's own host, and h3), and outside the
+// cluster through the database's NodePort: this machine and h3's host.
+const (
+	netpolDBPort = 8080
+	// The database's NodePort, externalTrafficPolicy Local: only then does a pod see its client's
+	// address (Cluster masquerades it, rootful or rootless), so that an ipBlock can apply.
+	netpolNodePort = 30082
+)
 
 // netpolClients are the client Deployments: namespace/name, and the node each runs on.
 var netpolClients = []struct{ ns, name, node string }{
@@ -54,7 +58,16 @@ spec:
       nodeSelector: {kubernetes.io/hostname: h4}
       containers:
       - {name: c, image: %s, args: [netexec, --http-port=%d]}
-`, agnhost, netpolDBPort)
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: np-db}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: db}
+  ports: [{port: 80, targetPort: %d, nodePort: %d}]
+`, agnhost, netpolDBPort, netpolDBPort, netpolNodePort)
 	for _, c := range netpolClients {
 		fmt.Fprintf(&b, `---
 apiVersion: apps/v1
@@ -120,10 +133,66 @@ spec:
     ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
 `
 
-// netpol drives the checks from host from (a control plane's kubectl).
+// netpolFromHosts admits clients of the hosts' network to the database but one, by address.
+func netpolFromHosts(cidr, except string) string {
+	return fmt.Sprintf(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-hosts, namespace: np-db}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{ipBlock: {cidr: %s, except: [%s]}}]
+    ports: [{protocol: TCP, port: %d}]
+`, cidr, except, netpolDBPort)
+}
+
+// netpol drives the checks from host from (a control plane's kubectl); ip are the hosts'
+// addresses.
 type netpol struct {
 	t    *testing.T
 	from string
+	ip   map[string]string
+}
+
+// nodePort reports whether a client gets the database's answer through its NodePort on h4:
+// this machine (client "") with curl, or a host with bash's /dev/tcp (the hosts have no curl).
+func (p netpol) nodePort(client string) error {
+	addr := net.JoinHostPort(p.ip["h4"], fmt.Sprint(netpolNodePort))
+	var out string
+	var err error
+	if client == "" {
+		out, err = run(p.t, "curl", "-sS", "--max-time", "5", "http://"+addr+"/hostname")
+	} else {
+		out, err = onHost(p.t, client, fmt.Sprintf(`timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d; printf "GET /hostname HTTP/1.0\r\n\r\n" >&3; cat <&3'`,
+			p.ip["h4"], netpolNodePort))
+	}
+	if err != nil || !strings.Contains(out, "db-") {
+		return fmt.Errorf("no answer: %v: %s", err, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// expectNodePort waits until client gets through the NodePort (want) or is refused (!want).
+func (p netpol) expectNodePort(client string, want bool) {
+	p.t.Helper()
+	who := "this machine"
+	if client != "" {
+		who = client + "'s host"
+	}
+	what := who + " reaches the database through its NodePort"
+	if !want {
+		what = who + " is kept from the database's NodePort"
+	}
+	eventually(p.t, what, 90*time.Second, func() error {
+		err := p.nodePort(client)
+		switch {
+		case want && err != nil:
+			return err
+		case !want && err == nil:
+			return fmt.Errorf("it still answers")
+		}
+		return nil
+	})
 }
 
 // exec runs cmd in the running pod of Deployment name in ns.
@@ -211,6 +280,8 @@ func (p netpol) enforced(dbIP string) {
 	p.expect("np-other", "same-host", dbIP, false)
 	p.expect("np-other", "other-host", dbIP, false)
 	eventually(p.t, "np-app resolves names (egress to DNS allowed)", 90*time.Second, p.dns)
+	p.expectNodePort("", true)
+	p.expectNodePort("h3", false)
 }
 
 // checkNetworkPolicy: every node enforces NetworkPolicy, from the same host and across hosts,
@@ -230,6 +301,8 @@ func checkNetworkPolicy(p netpol) (dbIP string) {
 		p.expect(c.ns, c.name, dbIP, true)
 	}
 	eventually(t, "np-app resolves names before any policy", time.Minute, p.dns)
+	p.expectNodePort("", true)
+	p.expectNodePort("h3", true)
 
 	start := time.Now()
 	applyOn(t, p.from, netpolPolicies())
@@ -237,6 +310,19 @@ func checkNetworkPolicy(p netpol) (dbIP string) {
 	t.Logf("FIGURE NetworkPolicy: default deny enforced %.0f s after it was created", time.Since(start).Seconds())
 	p.expect("np-other", "other-host", dbIP, false)
 	p.expect("np-app", "client", dbIP, true)
+	// A NodePort client from outside is refused too: the node forwards it from its own address,
+	// where every policy engine admits the node's addresses, only if it cannot keep the client's.
+	p.expectNodePort("", false)
+	p.expectNodePort("h3", false)
+	// An ipBlock admits the hosts' network but h3 (ipBlock with except): this machine gets
+	// through, h3's host is still refused.
+	_, hosts, err := net.ParseCIDR(p.ip["h1"] + "/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyOn(t, p.from, netpolFromHosts(hosts.String(), p.ip["h3"]+"/32"))
+	p.expectNodePort("", true)
+	p.expectNodePort("h3", false)
 
 	applyOn(t, p.from, netpolEgressDBOnly)
 	eventually(t, "np-app's DNS is blocked by its egress policy", 90*time.Second, func() error {
