@@ -550,12 +550,12 @@ func ensureNetwork() error {
 			return fmt.Errorf("nft: %w\n%s", err, out)
 		}
 	}
-	return raiseKernelLimits()
+	return RaiseKernelLimits()
 }
 
-// raiseKernelLimits: /proc/sys is read-only in the containers except net.*, and every
+// RaiseKernelLimits: /proc/sys is read-only in the containers except net.*, and every
 // host's u7s-admin shares this kernel's per-user quotas, so they are raised here, never lowered.
-func raiseKernelLimits() error {
+func RaiseKernelLimits() error {
 	for k, v := range map[string]int{
 		"fs/inotify/max_user_instances": 8192,
 		"fs/inotify/max_user_watches":   1048576,

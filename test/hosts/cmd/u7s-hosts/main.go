@@ -32,7 +32,9 @@ const usage = `usage: scripts/hosts.sh COMMAND
   boot NAME             boot it again (same address, same disk)
   list                  the hosts, running or not, nspawn or vm
   down [NAME...]        remove those hosts, or every host, the bridge and their state (safe to repeat)
-  image                 make the cached fresh root only`
+  image                 make the cached fresh root only
+  prepare               raise this machine's kernel limits the hosts share (as up does), so
+                        that tests watching this machine's state beside the hosts see no change`
 
 func main() {
 	hosts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "[hosts] "+format+"\n", args...) }
@@ -63,6 +65,8 @@ func run(args []string) (int, error) {
 	switch cmd {
 	case "image":
 		return 0, hosts.EnsureImage()
+	case "prepare":
+		return 0, hosts.RaiseKernelLimits()
 	case "up":
 		var o hosts.Options
 		var names []string
