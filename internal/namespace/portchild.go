@@ -260,9 +260,9 @@ func (d *portChild) routed() error {
 }
 
 // checkSourceRouting reports whether namespace-init has set up the routing of ClientAddressMark
-// in this network namespace: its last step, the rule for marked packets, is there. The port driver runs in the namespace's
-// first process, which reaps every exited process, so it cannot run iptables itself and know
-// how it ended: namespace-init sets the routing up when the namespace starts.
+// in this network namespace: its last step, the rule for marked packets, is there. The port
+// driver runs in the namespace's first process, which reaps every exited process, so it cannot
+// run iptables itself and know how it ended.
 func checkSourceRouting() error {
 	rules, err := netlink.RuleList(netlink.FAMILY_V4)
 	if err != nil {

@@ -74,7 +74,7 @@ func TestPortChildRefusedClientIsNotRedialled(t *testing.T) {
 	}
 }
 
-// The routing for clients' addresses cannot be set up: the connection fails, it is not
+// The routing for clients' addresses is not set up: the connection fails, it is not
 // forwarded from the namespace's address.
 func TestPortChildNoRoutingRefuses(t *testing.T) {
 	d := &portChild{
