@@ -156,7 +156,8 @@ func repliesToClientAddresses() error {
 	return nil
 }
 
-// markRoutingRule makes packets with the mark bit mark look up table, unless a rule does.
+// markRoutingRule makes packets that carry the mark bit look up table (unless such a rule is
+// there).
 func markRoutingRule(mark uint32, table, priority int) error {
 	rules, err := netlink.RuleList(netlink.FAMILY_V4)
 	if err != nil {
@@ -193,8 +194,8 @@ type markRule struct {
 	spec  []string
 }
 
-// markRules are the rules that give the connections the namespace starts that match the mark
-// bit mark (OUTPUT), and put it on each packet that comes back (PREROUTING).
+// markRules are the rules that put the mark bit on the connections the namespace starts that
+// match (OUTPUT), and on each packet that comes back on them (PREROUTING).
 func markRules(mark uint32, match, comment []string) []markRule {
 	m := fmt.Sprintf("%#x/%#x", mark, mark)
 	return []markRule{
