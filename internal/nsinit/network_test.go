@@ -20,30 +20,9 @@ import (
 // rule selects that table by the mark, and the two iptables rules mark a connection opened from
 // the address and its replies; a second run adds nothing.
 func TestRepliesToHostAddress(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace of its own")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("no iptables")
-	}
-	runtime.LockOSThread() // the thread ends with the test, never back in the pool
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tap0"}, PeerName: "tap0peer"}); err != nil {
-		t.Fatal(err)
-	}
-	link, err := netlink.LinkByName("tap0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	inOwnNetNS(t)
 	ip := net.ParseIP("192.0.2.2").To4()
-	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	link := tap0(t, ip, 32)
 	for range 2 {
 		if err := repliesToHostAddress(ip, link); err != nil {
 			t.Fatal(err)
@@ -87,35 +66,15 @@ func TestRepliesToHostAddress(t *testing.T) {
 // the namespace's (as the port driver dials) to a server of the namespace is answered here,
 // by the mark and the table repliesToClientAddresses sets up; without them it never connects.
 func TestRepliesToClientAddresses(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace of its own")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("no iptables")
-	}
-	runtime.LockOSThread() // the thread ends with the test, never back in the pool
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+	inOwnNetNS(t)
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"lo", "tap0"} {
-		if name == "tap0" {
-			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tap0"}, PeerName: "tap0peer"}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		link, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "tap0" {
-			if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.0.2.100"), Mask: net.CIDRMask(24, 32)}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
 	}
+	tap0(t, net.IPv4(10, 0, 2, 100), 24)
 	ln, err := net.Listen("tcp4", "10.0.2.100:0")
 	if err != nil {
 		t.Fatal(err)
@@ -172,4 +131,38 @@ func TestRepliesToClientAddresses(t *testing.T) {
 	if c := strings.Count(string(out), "CONNMARK --set-xmark 0x2000000/0x2000000"); c != 1 {
 		t.Errorf("%d rules mark the clients' connections, want 1 (a second run adds none):\n%s", c, out)
 	}
+}
+
+// inOwnNetNS moves the test's thread into a new network namespace (root and iptables needed).
+func inOwnNetNS(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace of its own")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("no iptables")
+	}
+	runtime.LockOSThread() // the thread ends with the test, never back in the pool
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tap0 makes the namespace's tap0 (a veth here) with ip/bits, up.
+func tap0(t *testing.T, ip net.IP, bits int) netlink.Link {
+	t.Helper()
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tap0"}, PeerName: "tap0peer"}); err != nil {
+		t.Fatal(err)
+	}
+	link, err := netlink.LinkByName("tap0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	return link
 }

@@ -183,8 +183,15 @@ func (p netpol) expectNodePort(client string, want bool) {
 	if !want {
 		what = who + " is kept from the database's NodePort"
 	}
+	p.answers(what, want, func() error { return p.nodePort(client) })
+}
+
+// answers waits until reach gets an answer (want) or is refused (!want): policies take effect
+// within a sync, not at once.
+func (p netpol) answers(what string, want bool, reach func() error) {
+	p.t.Helper()
 	eventually(p.t, what, 90*time.Second, func() error {
-		err := p.nodePort(client)
+		err := reach()
 		switch {
 		case want && err != nil:
 			return err
@@ -214,24 +221,14 @@ func (p netpol) reach(ns, name, dbIP string) error {
 	return nil
 }
 
-// expect waits until client reaches the database (want) or is refused (!want): policies take
-// effect within a sync, not at once.
+// expect waits until client reaches the database (want) or is refused (!want).
 func (p netpol) expect(ns, name, dbIP string, want bool) {
 	p.t.Helper()
 	what := fmt.Sprintf("%s/%s reaches the database", ns, name)
 	if !want {
 		what = fmt.Sprintf("%s/%s is kept from the database", ns, name)
 	}
-	eventually(p.t, what, 90*time.Second, func() error {
-		err := p.reach(ns, name, dbIP)
-		switch {
-		case want && err != nil:
-			return err
-		case !want && err == nil:
-			return fmt.Errorf("it still answers")
-		}
-		return nil
-	})
+	p.answers(what, want, func() error { return p.reach(ns, name, dbIP) })
 }
 
 // rollout waits for the database and the clients to run, and returns the database pod's address
