@@ -139,7 +139,9 @@ YAML
 	# creation until the client is refused, and the same pod-to-pod throughput with 100 policies on
 	# the server (99 admitting other clients, one admitting this one) against none above.
 	for h in b1 b2; do
-		on "$h" ps -eo rss=,comm= | awk -v h="$h" '$2 == "u7s-netpol" { printf "netpol-controller-rss-mib-%s: %.0f\n", h, $1 / 1024 }'
+		# shellcheck disable=SC2016 # expanded on the host
+		on "$h" bash -c 'for p in $(pgrep -x u7s-netpol); do cat "/proc/$p/smaps_rollup"; done' |
+			awk -v h="$h" '$1 == "Rss:" { r += $2 } $1 == "Pss:" { p += $2 } END { printf "netpol-controller-mib-%s: rss %.0f pss %.0f\n", h, r / 1024, p / 1024 }'
 	done
 	kb label pod iperf-server app=iperf-server >/dev/null
 	kb label pod iperf-client app=iperf-client >/dev/null

@@ -384,9 +384,12 @@ func upgradeStep(t *testing.T, ip map[string]string, deb, from, to string, last 
 			t.Errorf("the maintenance lock is still held by %s", holder)
 		}
 		for _, h := range upgradeHosts {
-			if _, err := run(t, "curl", "-fsS", "--max-time", "5", fmt.Sprintf("http://%s:30082/hostname", ip[h])); err != nil {
-				t.Errorf("the Service does not answer on %s after the upgrade: %v", h, err)
-			}
+			// The worker's kube-proxy and port forwarding have just restarted with its supervisor:
+			// the NodePort answers again soon after, not necessarily at once.
+			eventually(t, "the Service answers on "+h+" after the upgrade", 2*time.Minute, func() error {
+				_, err := run(t, "curl", "-fsS", "--max-time", "5", fmt.Sprintf("http://%s:30082/hostname", ip[h]))
+				return err
+			})
 			rel := mustOnHost(t, h, "readlink /var/lib/u7s/releases/current; ls /var/lib/u7s/releases")
 			if !strings.HasPrefix(rel, to+"\n") || !strings.Contains(rel, from) {
 				t.Errorf("%s's releases: %q, want current %s and %s kept", h, rel, to, from)
