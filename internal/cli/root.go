@@ -23,6 +23,8 @@ func NewRootCommand() *cobra.Command {
 		newStartCommand(), newStopCommand(), newStatusCommand(), newEnterCommand(), newTokenCommand(),
 		// Day 2 (upgrade.go, etcd.go, certs.go, check.go, ports.go).
 		newUpgradeCommand(), newEtcdCommand(), newCertsCommand(), newCheckCommand(), newPortsCommand(),
+		// People's access (user.go).
+		newUserCommand(),
 		// Images and their registry (images*.go, registry.go).
 		newImagesCommand(), newRegistryCommand(),
 		newVersionCommand(), newGenerateCommand(),

@@ -445,6 +445,10 @@ spec:
 		}
 	})
 
+	t.Run("cluster users: a kubeconfig each, their roles only, through the balancer and at another control plane, named in the audit log", func(t *testing.T) {
+		checkUsers(t, "h1", "h2", clusterHosts[:3], ip)
+	})
+
 	var netpolDB string
 	t.Run("NetworkPolicy enforced on every node: default deny, a namespace admitted, egress and DNS", func(t *testing.T) {
 		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1", ip: ip})
