@@ -21,6 +21,10 @@ var (
 	maintenanceService []byte
 	//go:embed u7s-maintenance.timer
 	maintenanceTimer []byte
+	//go:embed u7s-watch.service
+	watchService []byte
+	//go:embed u7s-watch.timer
+	watchTimer []byte
 )
 
 var (
@@ -32,13 +36,19 @@ var (
 	// MaintenanceService runs the node's coordinated-reboot agent; MaintenanceTimer starts it.
 	MaintenanceService = Unit{"u7s-maintenance.service", maintenanceService}
 	MaintenanceTimer   = Unit{"u7s-maintenance.timer", maintenanceTimer}
+	// WatchService runs u7s check all; WatchTimer starts it hourly.
+	WatchService = Unit{"u7s-watch.service", watchService}
+	WatchTimer   = Unit{"u7s-watch.timer", watchTimer}
 )
 
 // All are every unit, as the packages install them.
-var All = []Unit{Node, SnapshotService, SnapshotTimer, MaintenanceService, MaintenanceTimer}
+var All = []Unit{Node, SnapshotService, SnapshotTimer, MaintenanceService, MaintenanceTimer, WatchService, WatchTimer}
 
 // Every are the units every node enables beside Node: the coordinated-reboot agent.
 var Every = []Unit{MaintenanceService, MaintenanceTimer}
+
+// Watch are the units of the watch, which every node enables.
+var Watch = []Unit{WatchService, WatchTimer}
 
 // ControlPlane are the units a control plane enables beside Node: its scheduled snapshots
 // (the timer, with the service it starts).

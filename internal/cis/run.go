@@ -54,52 +54,12 @@ func (o Runner) CheckKubeBench(inNode bool) error {
 // OnHost runs on the host: exe (u7s) check cis again inside the node, then the report; an
 // error names the checks that failed.
 func (o Runner) OnHost(exe string, out, errOut io.Writer) error {
-	n, err := config.Load()
-	if err != nil {
-		return err
-	}
-	owner, err := node.LookupOwner()
-	if err != nil {
-		return err
-	}
-	if os.Geteuid() != 0 && os.Geteuid() != owner.UID {
-		return fmt.Errorf("u7s check cis must run as root or as %s", paths.User)
-	}
-	if err := o.CheckKubeBench(false); err != nil {
-		return err
-	}
-	if node.SupervisorPID() == 0 {
-		return errors.New("the node is not running (u7s status): start it with u7s start, then run u7s check cis again")
-	}
-	if _, err := namespace.ChildPID(paths.RootlesskitStateDir); err != nil {
-		return fmt.Errorf("the node is not ready (u7s status): %w", err)
-	}
-	targets := o.Targets
-	if len(targets) == 0 {
-		targets = Targets(n.Role == config.ControlPlane)
-	}
-	cmd, err := node.Command(owner, exe, "check", "cis", "--"+InNodeFlag,
-		"--kube-bench", o.KubeBench, "--config-dir", o.ConfigDir, "--targets", strings.Join(targets, ","))
-	if err != nil {
-		return fmt.Errorf("the node is not running (u7s status): %w", err)
-	}
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, errOut
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && (ee.ExitCode() == 126 || ee.ExitCode() == 127) {
-			return fmt.Errorf("cannot run %s inside the node's namespace (exit %d): it must be readable by %s there, e.g. the installed %s (make install)",
-				exe, ee.ExitCode(), paths.User, paths.Binary)
-		}
-		// The run inside printed its error.
-		return fmt.Errorf("u7s check cis inside the node failed (%w)", err)
-	}
-	r, err := ParseResult(stdout.Bytes())
+	r, raw, err := o.Run(exe, errOut)
 	if err != nil {
 		return err
 	}
 	if o.JSON {
-		if _, err := out.Write(stdout.Bytes()); err != nil {
+		if _, err := out.Write(raw); err != nil {
 			return err
 		}
 	} else {
@@ -109,6 +69,56 @@ func (o Runner) OnHost(exe string, out, errOut io.Writer) error {
 		return fmt.Errorf("CIS benchmark %s: %d check(s) failed: %s", Benchmark, len(failed), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// Run runs exe (u7s) check cis inside the node and returns kube-bench's result, parsed and as
+// it printed it.
+func (o Runner) Run(exe string, errOut io.Writer) (*Result, []byte, error) {
+	n, err := config.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	owner, err := node.LookupOwner()
+	if err != nil {
+		return nil, nil, err
+	}
+	if os.Geteuid() != 0 && os.Geteuid() != owner.UID {
+		return nil, nil, fmt.Errorf("u7s check cis must run as root or as %s", paths.User)
+	}
+	if err := o.CheckKubeBench(false); err != nil {
+		return nil, nil, err
+	}
+	if node.SupervisorPID() == 0 {
+		return nil, nil, errors.New("the node is not running (u7s status): start it with u7s start, then run u7s check cis again")
+	}
+	if _, err := namespace.ChildPID(paths.RootlesskitStateDir); err != nil {
+		return nil, nil, fmt.Errorf("the node is not ready (u7s status): %w", err)
+	}
+	targets := o.Targets
+	if len(targets) == 0 {
+		targets = Targets(n.Role == config.ControlPlane)
+	}
+	cmd, err := node.Command(owner, exe, "check", "cis", "--"+InNodeFlag,
+		"--kube-bench", o.KubeBench, "--config-dir", o.ConfigDir, "--targets", strings.Join(targets, ","))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the node is not running (u7s status): %w", err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, errOut
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && (ee.ExitCode() == 126 || ee.ExitCode() == 127) {
+			return nil, nil, fmt.Errorf("cannot run %s inside the node's namespace (exit %d): it must be readable by %s there, e.g. the installed %s (make install)",
+				exe, ee.ExitCode(), paths.User, paths.Binary)
+		}
+		// The run inside printed its error.
+		return nil, nil, fmt.Errorf("u7s check cis inside the node failed (%w)", err)
+	}
+	r, err := ParseResult(stdout.Bytes())
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, stdout.Bytes(), nil
 }
 
 // InNode runs inside the node's namespaces (u7s check cis --in-node, started by OnHost): writes

@@ -1,12 +1,23 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/u7s/u7s/internal/cis"
+	"github.com/u7s/u7s/internal/config"
+	"github.com/u7s/u7s/internal/controlplane"
+	"github.com/u7s/u7s/internal/crio"
+	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/watch"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -15,8 +26,106 @@ func newCheckCommand() *cobra.Command {
 		Short: "Check the node against security benchmarks",
 		Args:  cobra.NoArgs,
 	}
-	c.AddCommand(newCheckCISCommand())
+	c.AddCommand(newCheckCISCommand(), newCheckAllCommand())
 	return c
+}
+
+// newCheckAllCommand is `u7s check all`: what u7s-watch.timer runs (package watch).
+func newCheckAllCommand() *cobra.Command {
+	var asJSON, noJournal bool
+	textfile := filepath.Join(paths.WatchDir, "u7s-watch.prom")
+	c := &cobra.Command{
+		Use:   "all",
+		Short: "Look at the node again (as root): the CIS benchmark, the audit log since the last run, writes into containers",
+		Long: `Runs every check of the watch (u7s-watch.timer runs it hourly) and reports each finding to the
+journal (SYSLOG_IDENTIFIER=u7s-watch, U7S_FINDING=<id>, with its priority), to stdout, and as a
+Prometheus textfile for a node exporter (--textfile). Exits non-zero when a finding is critical,
+so that the timer's service fails and systemctl --failed, or any monitoring of units, shows it.
+Checks:
+` + checkList(),
+		Example: `  u7s check all
+  u7s check all --json | jq '.findings[] | select(.priority == "critical")'
+  journalctl -t u7s-watch -p warning`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("u7s check all runs as root (it reads the audit log and the containers' storage)")
+			}
+			n, err := config.Load()
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				exe = paths.Binary
+			}
+			runner := cis.Runner{KubeBench: paths.KubeBench, ConfigDir: paths.KubeBenchCfg}
+			checks := watch.Checks(watchOptions(n.Role == config.ControlPlane, func() (*cis.Result, error) {
+				r, _, err := runner.Run(exe, c.ErrOrStderr())
+				return r, err
+			}))
+			names := make([]string, len(checks))
+			for i, ch := range checks {
+				names[i] = ch.Name
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "checks: %s\n", strings.Join(names, ", "))
+			findings, failed, err := watch.Run(c.Context(), checks, filepath.Join(paths.WatchDir, "state.json"))
+			if err != nil {
+				return err
+			}
+			var b bytes.Buffer
+			if err := watch.Textfile(&b, findings, names, failed); err != nil {
+				return err
+			}
+			if textfile != "" {
+				if err := os.MkdirAll(filepath.Dir(textfile), 0o755); err != nil {
+					return err
+				}
+				if err := fsutil.WriteFileAtomic(textfile, b.Bytes(), 0o644); err != nil {
+					return fmt.Errorf("writing %s: %w", textfile, err)
+				}
+			}
+			if !noJournal {
+				if err := watch.ToJournal(findings); err != nil {
+					return err
+				}
+			}
+			out := c.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(map[string]any{"checks": names, "findings": findings}); err != nil {
+					return err
+				}
+			} else {
+				for _, f := range findings {
+					fmt.Fprintln(out, f)
+				}
+				fmt.Fprintf(out, "%d finding(s)\n", len(findings))
+			}
+			if watch.AnyCritical(findings) {
+				return errors.New("critical findings (above; journalctl -t u7s-watch -p crit)")
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
+	c.Flags().BoolVar(&noJournal, "no-journal", false, "do not send the findings to the journal")
+	c.Flags().StringVar(&textfile, "textfile", textfile, "where to write the Prometheus textfile (empty: nowhere)")
+	return c
+}
+
+func watchOptions(controlPlane bool, runCIS func() (*cis.Result, error)) watch.Options {
+	return watch.Options{ControlPlane: controlPlane, CIS: runCIS, AuditLog: controlplane.AuditLog,
+		CRISocket: paths.CRIOSocket, StorageRoot: crio.DefaultDirs().StorageRoot()}
+}
+
+func checkList() string {
+	var b strings.Builder
+	for _, ch := range watch.Checks(watchOptions(true, nil)) {
+		fmt.Fprintf(&b, "  %-11s %s\n", ch.Name, ch.Doc)
+	}
+	return b.String()
 }
 
 // inNodeFlag marks the re-execution of u7s check cis inside the node's namespaces.

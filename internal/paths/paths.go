@@ -27,6 +27,9 @@ const (
 	// VolumesDir holds the node's local persistent volumes (package localpath), one directory
 	// each; owned by User, mode 0700.
 	VolumesDir = LibDir + "/volumes"
+	// WatchDir holds u7s check all's state between runs (where it stopped reading the audit
+	// log) and its findings as a Prometheus textfile.
+	WatchDir = LibDir + "/watch"
 	// NodeBin is the release the node runs: a symbolic link to a directory of ReleasesDir.
 	NodeBin = ReleasesDir + "/current"
 	// CNIBin holds the CNI plugins (bridge, host-local, loopback, portmap, and flannel, which is u7s).

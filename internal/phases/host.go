@@ -54,6 +54,10 @@ func hostPhase() workflow.Phase {
 		if err := host.MakeDir(paths.LibDir, 0o755, 0, 0); err != nil {
 			return err
 		}
+		// The watch's state and textfile (u7s check all), root's.
+		if err := host.MakeDir(paths.WatchDir, 0o755, 0, 0); err != nil {
+			return err
+		}
 		if err := localpath.Prepare(paths.VolumesDir, u.UID, u.GID); err != nil {
 			return err
 		}

@@ -63,10 +63,10 @@ func startNode(d nodeData, n *config.Node) error {
 	return nil
 }
 
-// timersPhase enables the node's timers where systemd runs it: the coordinated-reboot agent on
-// every node, the daily etcd snapshot on a control plane.
+// timersPhase enables the node's timers where systemd runs it: the coordinated-reboot agent and
+// the watch on every node, the daily etcd snapshot on a control plane.
 func timersPhase() workflow.Phase {
-	return phase("timers", "Where systemd runs the node: enable coordinated reboots (u7s-maintenance.timer) and, on a control plane, daily etcd snapshots (u7s-etcd-snapshot.timer)", changesHost, func(d *Data) error {
+	return phase("timers", "Where systemd runs the node: enable coordinated reboots (u7s-maintenance.timer), the watch (u7s-watch.timer) and, on a control plane, daily etcd snapshots (u7s-etcd-snapshot.timer)", changesHost, func(d *Data) error {
 		n, err := d.Node()
 		if err != nil {
 			return err
@@ -79,6 +79,8 @@ func timersPhase() workflow.Phase {
 			d.step("coordinated reboots on /var/run/reboot-required (%s)", systemd.MaintenanceTimer.Name)
 			timers = append(timers, systemd.Every)
 		}
+		d.step("the watch: u7s check all hourly (%s; journalctl -t u7s-watch)", systemd.WatchTimer.Name)
+		timers = append(timers, systemd.Watch)
 		if n.Role == config.ControlPlane {
 			d.step("scheduling etcd snapshots (%s, into %s)", systemd.SnapshotTimer.Name, etcdbackup.Dir)
 			timers = append(timers, systemd.ControlPlane)

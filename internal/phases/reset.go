@@ -91,7 +91,7 @@ func stopPhase() workflow.Phase {
 		d.step("stopping the node")
 		var errs []error
 		if service.Systemd() {
-			if err := service.Uninstall(d.Ctx, append(append(systemd.Every, systemd.ControlPlane...), systemd.Node)...); err != nil {
+			if err := service.Uninstall(d.Ctx, append(append(append(systemd.Every, systemd.Watch...), systemd.ControlPlane...), systemd.Node)...); err != nil {
 				errs = append(errs, err)
 			}
 		}

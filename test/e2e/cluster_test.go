@@ -449,6 +449,10 @@ spec:
 		checkUsers(t, "h1", "h2", clusterHosts[:3], ip)
 	})
 
+	t.Run("the watch: nothing critical as the cluster is; a refused burst and a write into a container found, its service failed", func(t *testing.T) {
+		checkWatch(t, "h1", "h4", "alice")
+	})
+
 	var netpolDB string
 	t.Run("NetworkPolicy enforced on every node: default deny, a namespace admitted, egress and DNS", func(t *testing.T) {
 		netpolDB = checkNetworkPolicy(netpol{t: t, from: "h1", ip: ip})
