@@ -7,9 +7,9 @@
 #   scripts/test.sh [all|unit|e2e]
 #
 # The end-to-end suites run in three lanes side by side, as they share nothing but this machine:
-#   node:  TestNode and TestPorts (this host's node), TestFreshHost and TestPackage (hosts fresh,
-#          pkg), the focused Conformance part on the node TestNode left, then TestUpgrade (h6, h7);
-#   hosts: TestCluster (h1-h5 behind haproxy, with upstream's NetworkPolicy specs);
+#   node:  TestNode and TestPorts (this host's node), the focused Conformance part on the node they
+#          leave, then TestFreshHost and TestPackage (hosts fresh, pkg);
+#   hosts: TestCluster (h1-h5 behind haproxy), then TestUpgrade (h6, h7);
 #   vm:    TestVM (vm1, a qemu VM with cgroup v2, a worker of vmcp): the slowest single test, from
 #          the start.
 set -euo pipefail
@@ -158,15 +158,13 @@ e2e() {
 		# The focused specs last, on the node TestNode and TestPorts leave (the fresh and package
 		# hosts are hosts of their own): earlier they ran beside TestCluster's upstream specs and
 		# the VM's pods, the busiest minutes of the run, and timed out on the loaded API server.
-		# TestUpgrade here since the fresh host takes its Go-only components from the cache (the
-		# lane took 47 minutes with it, the hosts lane 41).
-		lane node 'TestNode|TestPorts' 'TestFreshHost|TestPackage' conformance_focused 'TestUpgrade' || rc=$?
+		lane node 'TestNode|TestPorts' 'TestFreshHost|TestPackage' conformance_focused || rc=$?
 		echo "$rc" >_output/e2e/node.rc
 	} 2>&1 | sed -u 's/^/[node] /' | tee _output/e2e/node.log &
 	local lanes=($!)
 	{
 		rc=0
-		lane hosts 'TestCluster' || rc=$?
+		lane hosts 'TestCluster' 'TestUpgrade' || rc=$?
 		echo "$rc" >_output/e2e/hosts.rc
 	} 2>&1 | sed -u 's/^/[hosts] /' | tee _output/e2e/hosts.log &
 	lanes+=($!)

@@ -334,15 +334,20 @@ func checkNetworkPolicy(p netpol) (dbIP string) {
 	return dbIP
 }
 
-// upstreamNetpolSpecs is how many upstream NetworkPolicy specs (e2e.test, Feature:NetworkPolicy)
-// the pinned Kubernetes has without the SCTP connectivity ones (this machine's kernel has no SCTP;
-// the two that check a policy naming SCTP where the plugin lacks it do run). TestCluster runs them
-// all: on two idle hosts they took 7 minutes with 4 processes.
-const upstreamNetpolSpecs = 45
+// upstreamNetpolFocus are the upstream NetworkPolicy specs (e2e.test, Feature:NetworkPolicy)
+// TestCluster runs: those of what its own checks do not cover (numbered and named ports, ipBlock
+// with except on egress, UDP). Each takes about two minutes here (a matrix of 81 probes, each
+// tried again on failure), so the whole feature (44 specs) is `CONFORMANCE_LABELS=
+// Feature:NetworkPolicy make conformance` on a cluster, outside make test (README, NetworkPolicy).
+var upstreamNetpolFocus = []string{
+	`should enforce policy based on Ports`,
+	`should allow ingress access on one named port`,
+	`should enforce except clause while egress access to server in CIDR block`,
+	`should not allow access by TCP when a policy specifies only UDP`,
+}
 
-// runUpstreamNetpol runs upstream's NetworkPolicy specs with scripts/conformance.sh against the
-// cluster of host (its admin.conf, at the balancer) and fails t with the script's report when a
-// spec fails or fewer than upstreamNetpolSpecs ran.
+// runUpstreamNetpol runs upstreamNetpolFocus with scripts/conformance.sh against the cluster of
+// host (its admin.conf, at the balancer) and fails t with the script's report when a spec fails.
 func runUpstreamNetpol(t *testing.T, host string) {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
@@ -351,10 +356,14 @@ func runUpstreamNetpol(t *testing.T, host string) {
 	}
 	// The registry the hosts chose (the specification's rules: registry.local names this machine).
 	registry := strings.TrimSpace(mustOnHost(t, host, "u7s registry"))
+	focus := make([]string, len(upstreamNetpolFocus))
+	for i, f := range upstreamNetpolFocus {
+		focus[i] = regexp.QuoteMeta(f)
+	}
 	cmd := exec.Command(filepath.Join(repoRoot(t), "scripts/conformance.sh"))
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "U7S_REGISTRY="+registry,
 		"CONFORMANCE_LABELS=Feature:NetworkPolicy && !Feature:SCTPConnectivity",
-		"CONFORMANCE_NODES=4",
+		"CONFORMANCE_FOCUS="+strings.Join(focus, "|"), "CONFORMANCE_NODES=4",
 		// A second attempt for a spec whose resources an overloaded etcd timed out (the run's
 		// busiest minutes); ginkgo's summary line in the log counts those that needed it.
 		"CONFORMANCE_FLAKE_ATTEMPTS=2")
@@ -368,8 +377,8 @@ func runUpstreamNetpol(t *testing.T, host string) {
 	if m == nil {
 		t.Fatal("the script printed no report")
 	}
-	if n, _ := strconv.Atoi(string(m[1])); n < upstreamNetpolSpecs {
-		t.Errorf("%d specs passed, want all %d", n, upstreamNetpolSpecs)
+	if n, _ := strconv.Atoi(string(m[1])); n < len(upstreamNetpolFocus) {
+		t.Errorf("%d specs passed, want %d or more (each focus matches one spec or more)", n, len(upstreamNetpolFocus))
 	}
 	t.Logf("FIGURE upstream NetworkPolicy specs: %s in %.0f s", m[0], time.Since(start).Seconds())
 }
