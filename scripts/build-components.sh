@@ -52,8 +52,6 @@ die() {
 	exit 1
 }
 
-# Everything the recipes need, checked before the first (long) build starts, so that a missing
-# library is named in the first second and not after the Kubernetes binaries took a quarter hour.
 # --go-only-caches: prints the cache directory of each GO_ONLY component this machine has built.
 if [[ ${1:-} == --go-only-caches ]]; then
 	for c in "${GO_ONLY[@]}"; do
@@ -62,6 +60,8 @@ if [[ ${1:-} == --go-only-caches ]]; then
 	exit 0
 fi
 
+# Everything the recipes need, checked before the first (long) build starts, so that a missing
+# library is named in the first second and not after the Kubernetes binaries took a quarter hour.
 preflight() {
 	local missing=() c
 	for c in jq gcc make pkg-config ld strip; do
