@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/u7s/u7s/internal/crio"
 	"github.com/u7s/u7s/internal/fsutil"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/signing"
 	"github.com/u7s/u7s/internal/watch"
 )
 
@@ -32,11 +34,11 @@ func newCheckCommand() *cobra.Command {
 
 // newCheckAllCommand is `u7s check all`: what u7s-watch.timer runs (package watch).
 func newCheckAllCommand() *cobra.Command {
-	var asJSON, noJournal bool
+	var asJSON, noJournal, recordBaseline, removeUnsigned bool
 	textfile := filepath.Join(paths.WatchDir, "u7s-watch.prom")
 	c := &cobra.Command{
 		Use:   "all",
-		Short: "Look at the node again (as root): the CIS benchmark, the audit log since the last run, writes into containers",
+		Short: "Look at the node again (as root): the CIS benchmark, the audit log since the last run, drift of the node's files, unsigned images, writes into containers",
 		Long: `Runs every check of the watch (u7s-watch.timer runs it hourly) and reports each finding to the
 journal (SYSLOG_IDENTIFIER=u7s-watch, U7S_FINDING=<id>, with its priority), to stdout, and as a
 Prometheus textfile for a node exporter (--textfile). Exits non-zero when a finding is critical,
@@ -55,12 +57,22 @@ Checks:
 			if err != nil {
 				return err
 			}
+			if recordBaseline {
+				if err := watch.RecordNodeBaseline(); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "recorded the node's files as they are now (%s)\n", watch.BaselineFile)
+				return nil
+			}
+			if removeUnsigned {
+				return removeUnsignedImages(c, n)
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				exe = paths.Binary
 			}
 			runner := cis.Runner{KubeBench: paths.KubeBench, ConfigDir: paths.KubeBenchCfg}
-			checks := watch.Checks(watchOptions(n.Role == config.ControlPlane, func() (*cis.Result, error) {
+			checks := watch.Checks(watchOptions(n, func() (*cis.Result, error) {
 				r, _, err := runner.Run(exe, c.ErrOrStderr())
 				return r, err
 			}))
@@ -112,17 +124,56 @@ Checks:
 	c.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	c.Flags().BoolVar(&noJournal, "no-journal", false, "do not send the findings to the journal")
 	c.Flags().StringVar(&textfile, "textfile", textfile, "where to write the Prometheus textfile (empty: nowhere)")
+	c.Flags().BoolVar(&removeUnsigned, "remove-unsigned-images", false, "remove the images the images check finds unsigned from the node's storage (delete the pods that run them first) and check nothing else")
+	c.Flags().BoolVar(&recordBaseline, "record-baseline", false, "record the node's watched files as they are now (after a change you made on purpose) and check nothing")
 	return c
 }
 
-func watchOptions(controlPlane bool, runCIS func() (*cis.Result, error)) watch.Options {
-	return watch.Options{ControlPlane: controlPlane, CIS: runCIS, AuditLog: controlplane.AuditLog,
-		CRISocket: paths.CRIOSocket, StorageRoot: crio.DefaultDirs().StorageRoot()}
+func watchOptions(n *config.Node, runCIS func() (*cis.Result, error)) watch.Options {
+	o := watch.Options{ControlPlane: n.Role == config.ControlPlane, CIS: runCIS, AuditLog: controlplane.AuditLog,
+		CRISocket: paths.CRIOSocket, StorageRoot: crio.DefaultDirs().StorageRoot(),
+		Generated:     func() (map[string][]byte, error) { return crio.Files(n, crio.DefaultDirs()) },
+		GeneratedMode: crio.FileMode,
+		Baseline:      watch.BaselineFile, Watched: watch.NodeFiles(),
+	}
+	if n.ImageSigningKey != "" {
+		o.SigningHosts = crio.SignatureHosts(n)
+		o.Verify = func(ctx context.Context, ref string) (string, error) {
+			refused, err := signing.Verify(ctx, []string{ref}, n.ImageSigningKey)
+			if err != nil || len(refused) == 0 {
+				return "", err
+			}
+			return refused[0], nil
+		}
+	}
+	return o
+}
+
+// removeUnsignedImages is u7s check all --remove-unsigned-images.
+func removeUnsignedImages(c *cobra.Command, n *config.Node) error {
+	o := watchOptions(n, nil)
+	if o.Verify == nil {
+		return errors.New("this node runs images without signatures (it has no image-signing key): there is nothing to remove")
+	}
+	imgs, err := watch.StoredImages(c.Context(), o.CRISocket)
+	if err != nil {
+		return err
+	}
+	found, unsigned := watch.UnsignedImages(c.Context(), imgs, o.SigningHosts, o.Verify)
+	for _, f := range found {
+		fmt.Fprintln(c.OutOrStdout(), f)
+	}
+	if err := watch.RemoveImages(c.Context(), o.CRISocket, unsigned); err != nil {
+		return fmt.Errorf("%w (a running container's image is removed after its pod is deleted)", err)
+	}
+	fmt.Fprintf(c.OutOrStdout(), "removed %d unsigned image(s)\n", len(unsigned))
+	return nil
 }
 
 func checkList() string {
 	var b strings.Builder
-	for _, ch := range watch.Checks(watchOptions(true, nil)) {
+	// Every check a node may run: a control plane that runs only signed images.
+	for _, ch := range watch.Checks(watchOptions(&config.Node{Role: config.ControlPlane, ImageSigningKey: paths.ImageSigningKey}, nil)) {
 		fmt.Fprintf(&b, "  %-11s %s\n", ch.Name, ch.Doc)
 	}
 	return b.String()

@@ -60,11 +60,11 @@ func TestRegistriesInsecureOnlyForGiven(t *testing.T) {
 // must be looked up there too, or every signed image is refused as unsigned.
 func TestSignatureHosts(t *testing.T) {
 	n := &config.Node{Registry: "registry.local/k8s-p10", Insecure: []string{"registry.local"}}
-	if got := signatureHosts(n); !slices.Equal(got, []string{"registry.local", "registry.local:80"}) {
-		t.Errorf("signatureHosts = %q, want registry.local and registry.local:80", got)
+	if got := SignatureHosts(n); !slices.Equal(got, []string{"registry.local", "registry.local:80"}) {
+		t.Errorf("SignatureHosts = %q, want registry.local and registry.local:80", got)
 	}
 	n = &config.Node{Registry: "registry.example.com:5000/k8s"}
-	if got := signatureHosts(n); !slices.Equal(got, []string{"registry.example.com:5000"}) {
-		t.Errorf("signatureHosts = %q, want registry.example.com:5000", got)
+	if got := SignatureHosts(n); !slices.Equal(got, []string{"registry.example.com:5000"}) {
+		t.Errorf("SignatureHosts = %q, want registry.example.com:5000", got)
 	}
 }

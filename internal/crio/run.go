@@ -21,37 +21,65 @@ import (
 	"github.com/u7s/u7s/internal/signing"
 )
 
-// WriteFiles writes crio.conf, registries.conf, storage.conf and policy.json.
+// WriteFiles writes crio.conf, registries.conf, storage.conf, policy.json and, with a signing
+// key, the registries.d file (Files).
 func WriteFiles(n *config.Node, d Dirs) error {
 	for _, dir := range []string{d.State, filepath.Join(d.State, "crio.conf.d"), filepath.Join(d.State, "registries.conf.d"), d.Run, d.StorageRoot(), filepath.Join(paths.LogDir, "crio-pods")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 	}
-	conf, err := New(n, d).Marshal()
-	if err != nil {
-		return fmt.Errorf("encoding crio.conf: %w", err)
-	}
-	regs, err := marshalTOML(NewRegistries(n.Insecure))
+	files, err := Files(n, d)
 	if err != nil {
 		return err
 	}
-	stor, err := marshalTOML(NewStorage(d))
-	if err != nil {
-		return err
-	}
-	policy, err := NodePolicy(n)
-	if err != nil {
-		return err
-	}
-	for path, data := range map[string][]byte{
-		d.ConfigFile(): conf, d.RegistriesFile(): regs, d.StorageFile(): stor, d.PolicyFile(): policy,
-	} {
-		if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
+	for path, data := range files {
+		if path == RegistriesDFile {
+			if err := os.MkdirAll(filepath.Dir(RegistriesDFile), 0o755); err != nil {
+				return err
+			}
+		}
+		if err := fsutil.WriteFileAtomic(path, data, FileMode); err != nil {
 			return err
 		}
 	}
-	return writeRegistriesD(n)
+	if n.ImageSigningKey == "" {
+		if err := os.Remove(RegistriesDFile); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// FileMode is the mode of every file Files names.
+const FileMode = 0o644
+
+// Files are the files WriteFiles writes at every start of the node, by path on the host, with
+// their content: what the watch's drift check expects to find there (package watch).
+func Files(n *config.Node, d Dirs) (map[string][]byte, error) {
+	conf, err := New(n, d).Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encoding crio.conf: %w", err)
+	}
+	regs, err := marshalTOML(NewRegistries(n.Insecure))
+	if err != nil {
+		return nil, err
+	}
+	stor, err := marshalTOML(NewStorage(d))
+	if err != nil {
+		return nil, err
+	}
+	policy, err := NodePolicy(n)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{d.ConfigFile(): conf, d.RegistriesFile(): regs, d.StorageFile(): stor, d.PolicyFile(): policy}
+	if n.ImageSigningKey != "" {
+		if files[RegistriesDFile], err = signing.RegistriesD(SignatureHosts(n)...); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }
 
 // NodePolicy is the node's containers-policy.json(5): with a signing key, only images from
@@ -68,26 +96,9 @@ func NodePolicy(n *config.Node) ([]byte, error) {
 // user's), so the host's /etc/containers never decides.
 var RegistriesDFile = filepath.Join(paths.Home, ".config/containers/registries.d/u7s.yaml")
 
-func writeRegistriesD(n *config.Node) error {
-	if n.ImageSigningKey == "" {
-		if err := os.Remove(RegistriesDFile); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-		return nil
-	}
-	b, err := signing.RegistriesD(signatureHosts(n)...)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(RegistriesDFile), 0o755); err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(RegistriesDFile, b, 0o644)
-}
-
-// signatureHosts are where the node's images are pulled from, where their signatures are
+// SignatureHosts are where the node's images are pulled from, where their signatures are
 // looked up: the registry's host and the location registries.conf sends it to.
-func signatureHosts(n *config.Node) []string {
+func SignatureHosts(n *config.Node) []string {
 	h := images.RegistryHost(n.Registry)
 	hosts := []string{h}
 	for _, r := range NewRegistries(n.Insecure).Registry {

@@ -23,6 +23,7 @@ import (
 	"github.com/u7s/u7s/internal/paths"
 	"github.com/u7s/u7s/internal/release"
 	"github.com/u7s/u7s/internal/service"
+	"github.com/u7s/u7s/internal/watch"
 	"github.com/u7s/u7s/systemd"
 )
 
@@ -71,6 +72,10 @@ func timersPhase() workflow.Phase {
 		if err != nil {
 			return err
 		}
+		// The watch's baseline: the node's files as init or join wrote them.
+		if err := watch.RecordNodeBaseline(); err != nil {
+			return err
+		}
 		if !n.Service {
 			return nil
 		}
@@ -79,7 +84,7 @@ func timersPhase() workflow.Phase {
 			d.step("coordinated reboots on /var/run/reboot-required (%s)", systemd.MaintenanceTimer.Name)
 			timers = append(timers, systemd.Every)
 		}
-		d.step("the watch: u7s check all hourly (%s; journalctl -t u7s-watch)", systemd.WatchTimer.Name)
+		d.step("the watch: u7s check all hourly (%s; journalctl -t u7s-watch), the node's files as u7s wrote them its baseline", systemd.WatchTimer.Name)
 		timers = append(timers, systemd.Watch)
 		if n.Role == config.ControlPlane {
 			d.step("scheduling etcd snapshots (%s, into %s)", systemd.SnapshotTimer.Name, etcdbackup.Dir)

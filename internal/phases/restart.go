@@ -13,6 +13,7 @@ import (
 	"github.com/u7s/u7s/internal/kube"
 	"github.com/u7s/u7s/internal/node"
 	"github.com/u7s/u7s/internal/paths"
+	"github.com/u7s/u7s/internal/watch"
 )
 
 // Restart is the one restart sequence of the flows that restart a node (upgrade, certs renew;
@@ -23,6 +24,15 @@ func Restart(ctx context.Context, n *config.Node, out io.Writer, kubelet string)
 		return fmt.Errorf("stopping the node: %w", err)
 	}
 	return startAndWait(ctx, n, out, kubelet)
+}
+
+// recordBaseline records the node's files as the flow that just restarted it left them, as the
+// watch's baseline (package watch); a failure is a warning: the node runs, and the watch then
+// reports the flow's own changes, with the command that records them.
+func recordBaseline(out io.Writer) {
+	if err := watch.RecordNodeBaseline(); err != nil {
+		fmt.Fprintf(out, "    warning: recording the watch's baseline: %v (run u7s check all --record-baseline)\n", err)
+	}
 }
 
 // startAndWait prepares the host (what the unit's ExecStartPre does), starts the node and waits

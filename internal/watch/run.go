@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -27,6 +28,17 @@ type Options struct {
 	AuditLog string
 	// CRISocket and StorageRoot are cri-o's socket and graphroot on the host.
 	CRISocket, StorageRoot string
+	// Generated are the files u7s writes at every start of the node, with what it would write
+	// now (crio.Files), all with mode GeneratedMode.
+	Generated     func() (map[string][]byte, error)
+	GeneratedMode fs.FileMode
+	// Baseline is where the baseline of Watched is recorded.
+	Baseline string
+	Watched  []Watched
+	// SigningHosts and Verify: the node runs only signed images, from these registries; nil
+	// Verify: it runs any image, there is no signature to check.
+	SigningHosts []string
+	Verify       Verifier
 }
 
 // Check is one named check of u7s check all.
@@ -52,6 +64,19 @@ func Checks(o Options) []Check {
 			return AuditFindings(events), nil
 		}})
 	}
+	cs = append(cs, Check{"drift", "the node's cri-o configuration, registries and signature policy against what u7s writes; kubelet, control-plane and node configuration, static pods, keys and kubeconfigs against the baseline", func(context.Context, *State) ([]Finding, error) {
+		return drift(o)
+	}})
+	if o.Verify != nil {
+		cs = append(cs, Check{"images", "images in the node's storage that its signature policy would refuse", func(ctx context.Context, _ *State) ([]Finding, error) {
+			imgs, err := StoredImages(ctx, o.CRISocket)
+			if err != nil {
+				return nil, err
+			}
+			found, _ := UnsignedImages(ctx, imgs, o.SigningHosts, o.Verify)
+			return found, nil
+		}})
+	}
 	cs = append(cs, Check{"containers", "files written into running containers' root filesystems (not volumes)", func(ctx context.Context, _ *State) ([]Finding, error) {
 		cs, err := RunningContainers(ctx, o.CRISocket, o.StorageRoot)
 		if err != nil {
@@ -60,6 +85,31 @@ func Checks(o Options) []Check {
 		return RootfsWrites(cs)
 	}})
 	return cs
+}
+
+func drift(o Options) ([]Finding, error) {
+	want, err := o.Generated()
+	if err != nil {
+		return nil, fmt.Errorf("what u7s would write: %w", err)
+	}
+	found, err := GeneratedDrift(want, o.GeneratedMode)
+	if err != nil {
+		return nil, err
+	}
+	base, ok, err := ReadBaseline(o.Baseline)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		// A node made before the watch had one: what is there now becomes the baseline.
+		if err := RecordBaseline(o.Baseline, o.Watched); err != nil {
+			return nil, err
+		}
+		return append(found, Finding{ID: "drift-baseline-recorded", Priority: Info, Check: driftCheck, Subject: o.Baseline,
+			Message: "no baseline of the node's files was recorded: recorded it now, later changes are drift"}), nil
+	}
+	more, err := BaselineDrift(base, o.Watched)
+	return append(found, more...), err
 }
 
 func cisFindings(run func() (*cis.Result, error)) ([]Finding, error) {

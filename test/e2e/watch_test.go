@@ -3,16 +3,22 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/u7s/u7s/internal/crio"
+	"github.com/u7s/u7s/internal/version"
 )
 
 // checkWatch runs the watch (u7s check all) on control plane cp and worker: no critical finding
 // on the cluster as it is, then a burst of refused requests (user of checkUsers, refused in
-// namespace users-b) and a file written into a running container's root filesystem on worker
-// are found with their identifiers; u7s-watch.service fails on the critical one, which the
-// journal and the textfile show.
+// namespace users-b), a file written into a running container's root filesystem, a loosened
+// policy.json and an unsigned image run through it on worker are found with their
+// identifiers; u7s-watch.service fails on the critical one, which the journal and the textfile
+// show; the node is clean again once the policy is restored and the image removed.
 func checkWatch(t *testing.T, cp, worker, user string) {
 	t.Helper()
 	for _, h := range []string{cp, worker} {
@@ -38,12 +44,46 @@ spec:
 	mustKc(t, cp, "exec", "watched", "--", "sh", "-c", "echo planted > /planted-by-test")
 	mustOnHost(t, cp, fmt.Sprintf(`for i in $(seq 25); do kubectl --kubeconfig /root/%s.conf -n users-b get secrets >/dev/null 2>&1 || true; done`, user))
 
+	// Planted on worker: its signature policy loosened by hand, and an unsigned image pulled
+	// through it.
+	policy := crio.DefaultDirs().PolicyFile()
+	mustOnHost(t, worker, fmt.Sprintf(`cp -p %[1]s /root/policy.json.bak && echo '{"default":[{"type":"insecureAcceptAnything"}]}' > %[1]s`, policy))
+	unsigned := "registry.local/e2e-watch/busybox:" + version.Pinned.BusyboxTag
+	must(t, "skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures", "docker://"+busybox, "docker://"+unsigned)
+	applyOn(t, cp, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: unsigned, namespace: default}
+spec:
+  nodeSelector: {kubernetes.io/hostname: %s}
+  containers:
+  - {name: c, image: %s, command: [sleep, "3600"]}
+`, worker, unsigned))
+	mustKc(t, cp, "wait", "--for=condition=Ready", "pod/unsigned", "--timeout=180s")
+
 	out, err := onHost(t, worker, "u7s check all --json --no-journal")
-	if err != nil {
-		t.Errorf("u7s check all on %s: %v", worker, err)
+	if err == nil {
+		t.Errorf("u7s check all on %s succeeded with critical findings planted", worker)
 	}
-	if !strings.Contains(out, `"id": "container-rootfs-write"`) || !strings.Contains(out, "default/watched c") || !strings.Contains(out, "/planted-by-test") {
-		t.Errorf("the file written into default/watched is not found on %s:\n%s", worker, out)
+	found := watchFindings(t, out)
+	for _, want := range []struct{ id, subject string }{
+		{"container-rootfs-write", "default/watched c"},
+		{"drift-file-changed", policy},
+		{"image-unsigned", unsigned},
+	} {
+		if !slices.ContainsFunc(found, func(f finding) bool { return f.ID == want.id && strings.Contains(f.Subject, want.subject) }) {
+			t.Errorf("u7s check all on %s does not find %s about %s:\n%s", worker, want.id, want.subject, out)
+		}
+	}
+	if !strings.Contains(out, "/planted-by-test") {
+		t.Errorf("the file written into default/watched is not named on %s:\n%s", worker, out)
+	}
+	mustOnHost(t, worker, fmt.Sprintf("cp /root/policy.json.bak %s && rm /root/policy.json.bak", policy))
+	mustKc(t, cp, "delete", "pod", "unsigned", "watched", "--timeout=120s")
+	if out := mustOnHost(t, worker, "u7s check all --remove-unsigned-images"); !strings.Contains(out, "removed 1 unsigned image(s)") {
+		t.Errorf("u7s check all --remove-unsigned-images on %s:\n%s", worker, out)
+	}
+	if out, err := onHost(t, worker, "u7s check all --no-journal"); err != nil || strings.Contains(out, "critical ") {
+		t.Errorf("u7s check all on %s after the policy was restored and the image removed: %v\n%s", worker, err, out)
 	}
 
 	// Through the timer's service, as systemd runs it: failed, in the journal, in the textfile.
@@ -69,5 +109,22 @@ spec:
 	if out, err := onHost(t, cp, "u7s check all --no-journal"); err != nil {
 		t.Errorf("the run after the burst found it again: %v\n%s", err, out)
 	}
-	mustKc(t, cp, "delete", "pod", "watched", "--wait=false")
+}
+
+// finding is what the e2e tests read of u7s check all --json's findings.
+type finding struct{ ID, Priority, Subject string }
+
+// watchFindings reads u7s check all --json's findings from out (stderr's progress around it).
+func watchFindings(t *testing.T, out string) []finding {
+	t.Helper()
+	i := strings.Index(out, "{\n")
+	if i < 0 {
+		t.Errorf("no JSON in u7s check all's output:\n%s", out)
+		return nil
+	}
+	var r struct{ Findings []finding }
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&r); err != nil {
+		t.Errorf("u7s check all's JSON: %v\n%s", err, out)
+	}
+	return r.Findings
 }
