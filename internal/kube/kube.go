@@ -118,10 +118,20 @@ func Node() (kubernetes.Interface, error) {
 // printing what it still waits for whenever that changes. The node's own credentials see
 // exactly those pods.
 func WaitNodeReady(ctx context.Context, cs kubernetes.Interface, name string, out io.Writer) error {
+	return WaitNodeReadySince(ctx, cs, name, time.Time{}, out)
+}
+
+// WaitNodeReadySince is WaitNodeReady for a node that was (re)started at since: its Ready must
+// have been reported and its pods' containers started since then. After a restart, and above
+// all after an etcd restore, the API holds the node's and its pods' statuses from before, all
+// Ready, until the kubelet reports again.
+func WaitNodeReadySince(ctx context.Context, cs kubernetes.Interface, name string, since time.Time, out io.Writer) error {
 	start := time.Now()
 	last := ""
+	// The API's times have whole seconds.
+	since = since.Truncate(time.Second)
 	err := Poll(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
-		waiting := pending(ctx, cs, name)
+		waiting := pending(ctx, cs, name, since)
 		if waiting != "" && waiting != last {
 			fmt.Fprintf(out, "    [%3.0fs] waiting for %s\n", time.Since(start).Seconds(), waiting)
 		}
@@ -145,7 +155,7 @@ func Poll(ctx context.Context, interval time.Duration, cond func(context.Context
 // SystemNamespaces are the namespaces of the pods a node needs.
 var SystemNamespaces = []string{"kube-system", "kube-flannel"}
 
-func pending(ctx context.Context, cs kubernetes.Interface, name string) string {
+func pending(ctx context.Context, cs kubernetes.Interface, name string, since time.Time) string {
 	nd, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "the API server (" + err.Error() + ")"
@@ -153,6 +163,8 @@ func pending(ctx context.Context, cs kubernetes.Interface, name string) string {
 	var waits []string
 	if !NodeReady(nd) {
 		waits = append(waits, "node Ready")
+	} else if !heartbeatSince(nd, since) {
+		waits = append(waits, "node Ready (the kubelet's first report)")
 	}
 	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
 	if err != nil {
@@ -166,6 +178,8 @@ func pending(ctx context.Context, cs kubernetes.Interface, name string) string {
 		seen[p.Namespace] = true
 		if !PodReady(&p) {
 			waits = append(waits, p.Name+" ("+podPhase(&p)+")")
+		} else if !startedSince(&p, since) {
+			waits = append(waits, p.Name+" (started again)")
 		}
 	}
 	for _, ns := range SystemNamespaces {
@@ -174,6 +188,26 @@ func pending(ctx context.Context, cs kubernetes.Interface, name string) string {
 		}
 	}
 	return strings.Join(waits, ", ")
+}
+
+// heartbeatSince: the node's Ready condition was reported at since or later.
+func heartbeatSince(nd *corev1.Node, since time.Time) bool {
+	for _, c := range nd.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return !c.LastHeartbeatTime.Time.Before(since)
+		}
+	}
+	return false
+}
+
+// startedSince: each of the pod's containers runs since since or later.
+func startedSince(p *corev1.Pod, since time.Time) bool {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running == nil || c.State.Running.StartedAt.Time.Before(since) {
+			return false
+		}
+	}
+	return true
 }
 
 // NodeReady reports the node's Ready condition.

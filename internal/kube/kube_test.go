@@ -60,3 +60,42 @@ func TestWaitNodeReady(t *testing.T) {
 		})
 	}
 }
+
+// After a restart (an etcd restore above all) the API still holds the Ready statuses of before:
+// they do not count until the kubelet has reported again.
+func TestWaitNodeReadySince(t *testing.T) {
+	since := time.Now()
+	before, after := metav1.NewTime(since.Add(-time.Hour)), metav1.NewTime(since.Add(time.Second))
+	nodeAt := func(t metav1.Time) *corev1.Node {
+		n := node(corev1.ConditionTrue)
+		n.Status.Conditions[0].LastHeartbeatTime = t
+		return n
+	}
+	podAt := func(ns, name string, t metav1.Time) *corev1.Pod {
+		p := pod(ns, name, corev1.ConditionTrue, "")
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t}}}}
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		objects []runtime.Object
+		want    string
+	}{
+		{"reported again", []runtime.Object{nodeAt(after), podAt("kube-system", "kube-proxy-x", after), podAt("kube-flannel", "flannel-x", after)}, ""},
+		{"the node's status from before", []runtime.Object{nodeAt(before), podAt("kube-system", "kube-proxy-x", after), podAt("kube-flannel", "flannel-x", after)}, "the kubelet's first report"},
+		{"a pod's status from before", []runtime.Object{nodeAt(after), podAt("kube-system", "kube-proxy-x", after), podAt("kube-flannel", "flannel-x", before)}, "flannel-x (started again)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			var out bytes.Buffer
+			err := WaitNodeReadySince(ctx, fake.NewClientset(tc.objects...), "n1", since, &out)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("WaitNodeReadySince = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("WaitNodeReadySince = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}

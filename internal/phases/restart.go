@@ -45,6 +45,7 @@ func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet st
 	if err := Prepare(n); err != nil {
 		return err
 	}
+	started := time.Now()
 	if _, err := node.Start(ctx, n.Service, owner, n.Timeout()); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet st
 			return err
 		}
 	}
-	return kube.WaitNodeReady(ctx, cs, n.NodeName, out)
+	return kube.WaitNodeReadySince(ctx, cs, n.NodeName, started, out)
 }
 
 // waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.

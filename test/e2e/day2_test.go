@@ -80,7 +80,7 @@ spec:
 		if out, err := run(t, "kubectl", "get", "configmap", "after-snapshot"); err == nil {
 			t.Errorf("after the restore, what was made after the snapshot is still there: %s", out)
 		}
-		eventually(t, "kube-system running and the Deployment serving after the restore", 3*time.Minute, func() error {
+		eventually(t, "kube-system running and the Deployment serving after the restore", 5*time.Minute, func() error {
 			pods, err := run(t, "kubectl", "get", "pods", "-A", "--no-headers")
 			if err != nil {
 				return err
