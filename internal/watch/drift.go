@@ -130,9 +130,9 @@ func ReadBaseline(path string) (b Baseline, ok bool, err error) {
 }
 
 const (
-	recordFix   = "if the change was intended, record it: u7s check all --record-baseline"
-	rewriteFix  = "restart the node (systemctl restart u7s) to write it again, and find out who changed it"
-	driftCheck  = "drift"
+	recordFix  = "if the change was intended, record it: u7s check all --record-baseline"
+	rewriteFix = "restart the node (systemctl restart u7s) to write it again, and find out who changed it"
+	driftCheck = "drift"
 )
 
 // BaselineDrift compares the files the patterns match now with the baseline.
