@@ -51,10 +51,6 @@ func certsRenewPhase() workflow.Phase {
 func certsRestartPhase() workflow.Phase {
 	return certsPhase("restart", "Restart the node so that every component uses the renewed certificates", func(d *CertsRenewData) error {
 		d.step("restarting the node so that the control plane uses the renewed certificates")
-		if err := Restart(d.Ctx, d.node, d.Out, ""); err != nil {
-			return err
-		}
-		recordBaseline(d.Out)
-		return nil
+		return Restart(d.Ctx, d.node, d.Out, "")
 	})
 }

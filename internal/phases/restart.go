@@ -26,15 +26,6 @@ func Restart(ctx context.Context, n *config.Node, out io.Writer, kubelet string)
 	return startAndWait(ctx, n, out, kubelet)
 }
 
-// recordBaseline records the node's files as the flow that just restarted it left them, as the
-// watch's baseline (package watch); a failure is a warning: the node runs, and the watch then
-// reports the flow's own changes, with the command that records them.
-func recordBaseline(out io.Writer) {
-	if err := watch.RecordNodeBaseline(); err != nil {
-		fmt.Fprintf(out, "    warning: recording the watch's baseline: %v (run u7s check all --record-baseline)\n", err)
-	}
-}
-
 // startAndWait prepares the host (what the unit's ExecStartPre does), starts the node and waits
 // until it is Ready with its pods running, and with kubelet's version when that is not "".
 func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet string) error {
@@ -66,7 +57,16 @@ func startAndWait(ctx context.Context, n *config.Node, out io.Writer, kubelet st
 			return err
 		}
 	}
-	return kube.WaitNodeReadySince(ctx, cs, n.NodeName, started, out)
+	if err := kube.WaitNodeReadySince(ctx, cs, n.NodeName, started, out); err != nil {
+		return err
+	}
+	// The flows that restart a node (upgrade, certs renew, restore) changed its files: they are
+	// the watch's baseline now. A failure is a warning: the node runs, and the watch reports the
+	// flow's changes with the command that records them.
+	if err := watch.RecordNodeBaseline(); err != nil {
+		fmt.Fprintf(out, "    warning: recording the watch's baseline: %v (run u7s check all --record-baseline)\n", err)
+	}
+	return nil
 }
 
 // waitKubelet waits until the node's kubelet reports version v, Ready by a heartbeat of its own.

@@ -125,7 +125,6 @@ func restoreStartPhase() workflow.Phase {
 		if err := startAndWait(d.Ctx, d.node, d.Out, ""); err != nil {
 			return fmt.Errorf("the node does not come back after the restore: %w (the old data directory is kept beside %s)", err, etcdbackup.DataDir())
 		}
-		recordBaseline(d.Out)
 		return nil
 	})
 }

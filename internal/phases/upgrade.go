@@ -344,7 +344,6 @@ func upgradeRestartPhase() workflow.Phase {
 			return err
 		}
 		d.detail("node %s runs kubelet %s (%.0fs)", d.node.NodeName, d.O.Version, time.Since(start).Seconds())
-		recordBaseline(d.Out)
 		return nil
 	})
 }

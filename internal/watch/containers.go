@@ -98,7 +98,7 @@ func under(p string, mounts []string) bool {
 // writable layers are: the runtime spec's root is the overlay's merged directory, its upper
 // layer the diff beside it. storageRoot is cri-o's graphroot on the host.
 func RunningContainers(ctx context.Context, socket, storageRoot string) ([]Container, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := criConn(socket)
 	if err != nil {
 		return nil, err
 	}
@@ -141,4 +141,9 @@ func RunningContainers(ctx context.Context, socket, storageRoot string) ([]Conta
 		out = append(out, ct)
 	}
 	return out, nil
+}
+
+// criConn is a connection to cri-o's CRI socket on the host.
+func criConn(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/containers/image/v5/docker/reference"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -101,7 +99,7 @@ func shortID(id string) string {
 
 // StoredImages asks cri-o (its CRI socket) for the images in the node's storage.
 func StoredImages(ctx context.Context, socket string) ([]Image, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := criConn(socket)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +120,7 @@ func StoredImages(ctx context.Context, socket string) ([]Image, error) {
 // RemoveImages removes images from the node's storage through cri-o; an image a container
 // still uses is refused by cri-o, and named in the error.
 func RemoveImages(ctx context.Context, socket string, imgs []Image) error {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := criConn(socket)
 	if err != nil {
 		return err
 	}
