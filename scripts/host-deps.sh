@@ -28,6 +28,7 @@ TOOLS=(
 	libseccomp-dev:- pkg-config:pkg-config gcc:gcc libc6-dev:- make:make binutils:ld,strip jq:jq git:git bzip2:bzip2
 	# test machines (systemd-nspawn + debootstrap), packaging, load balancing and benchmarks
 	systemd-container:systemd-nspawn debootstrap:debootstrap rpm:rpmbuild rpmlint:rpmlint lintian:lintian haproxy:haproxy
+	keepalived:keepalived
 	# test machines with a kernel of their own (qemu VMs, reached through ssh)
 	qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img openssh-client:ssh,ssh-keygen
 	# the NetworkPolicy controller's image (images: u7s-netpol) carries Debian's ipset

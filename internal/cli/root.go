@@ -23,8 +23,8 @@ func NewRootCommand() *cobra.Command {
 		newStartCommand(), newStopCommand(), newStatusCommand(), newEnterCommand(), newTokenCommand(),
 		// Day 2 (upgrade.go, etcd.go, certs.go, check.go, ports.go).
 		newUpgradeCommand(), newEtcdCommand(), newCertsCommand(), newCheckCommand(), newPortsCommand(),
-		// People's access (user.go).
-		newUserCommand(),
+		// People's access (user.go); the balancers in front of the cluster (balancer.go).
+		newUserCommand(), newBalancerCommand(),
 		// Images and their registry (images*.go, registry.go).
 		newImagesCommand(), newRegistryCommand(),
 		newVersionCommand(), newGenerateCommand(),

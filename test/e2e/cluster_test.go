@@ -194,7 +194,7 @@ func TestCluster(t *testing.T) {
 		t.Fatal("the end-to-end test needs root")
 	}
 	top := t // for what subtests leave to the end of the whole test
-	if out, err := hostsCmd(t, "", append([]string{"down", "h5"}, clusterHosts...)...); err != nil {
+	if out, err := hostsCmd(t, "", append(append([]string{"down", "h5"}, clusterHosts...), balancerHosts...)...); err != nil {
 		t.Fatalf("removing old hosts: %v\n%s", err, out)
 	}
 	start := time.Now()
@@ -280,6 +280,7 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 		}
 		t.Logf("FIGURE join to Ready, worker h4: %.0f s", time.Since(start).Seconds())
 	})
+	joinsDone()
 	if t.Failed() {
 		return
 	}
@@ -310,6 +311,14 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 		if out, _ := onHost(t, "h4", "ls /etc/kubernetes/admin.conf 2>&1"); !strings.Contains(out, "No such file") {
 			t.Errorf("the worker has an admin.conf")
 		}
+	})
+
+	// The specification's fault-tolerant balancers, beside this machine's haproxy (the
+	// cluster's endpoint): lb2 is the one left running, which follows the control planes below.
+	var lb2 string
+	t.Run("two balancers from u7s balancer config: the API at their virtual IP, again with its holder powered off", func(t *testing.T) {
+		upBalancers(t, top)
+		lb2 = checkBalancers(t, "h1", map[string]string{"h1": ip["h1"], "h2": ip["h2"], "h3": ip["h3"]}, []string{"h4"}, gw)
 	})
 
 	t.Run("the three control planes serve the same encrypted Secrets", func(t *testing.T) {
@@ -746,6 +755,9 @@ spec:
 			t.Errorf("after reset of h3 the etcd members are:\n%s", members)
 		}
 		mustKc(t, "h1", "scale", "deployment/web", "--replicas=1")
+		if lb2 != "" {
+			balancerFollows(t, lb2, "h1", []string{"h1", "h2"}, []string{"h3"}, gw)
+		}
 
 		joinOut := mustOnHost(t, "h1", "u7s token create --print-join-command")
 		worker := joinLine(t, joinOut, false)
@@ -854,6 +866,9 @@ spec:
 			if out, err := kcOwn("get", "configmap", "after-snapshot"); err == nil || !strings.Contains(out, "NotFound") {
 				t.Errorf("%s: what was made after the snapshot is still there: %v\n%s", h, err, out)
 			}
+		}
+		if lb2 != "" {
+			balancerFollows(t, lb2, "h1", []string{"h1", "h2", "h3"}, nil, gw)
 		}
 		eventually(t, "kube-system running", 3*time.Minute, func() error {
 			out, err := kc(t, "h1", "get", "pods", "-n", "kube-system", "--no-headers")
