@@ -178,11 +178,17 @@ func (k Keepalived) Check() error {
 	return nil
 }
 
+// HAProxyPIDFile is where haproxy's unit keeps its master's pid (Debian's, RHEL's, ALT's:
+// haproxy -p /run/haproxy.pid), which keepalived's check reads.
+const HAProxyPIDFile = "/run/haproxy.pid"
+
 // Config is keepalived.conf. Every balancer starts as BACKUP and the highest priority among
-// those whose haproxy runs holds the VIP: keepalived's own process tracking (no script, so
-// no script user and no dependency) puts the instance in FAULT when haproxy is gone, and the
-// VIP moves to the next balancer within a few advertisement intervals. Preemption is off so
-// that a balancer that comes back does not take the VIP again and break connections twice.
+// those whose haproxy runs holds the VIP: a check every 2 seconds that haproxy's process lives
+// puts the instance in FAULT after two failures, and the VIP moves to the next balancer within
+// a few advertisement intervals. The check is a script (the shell's kill -0 on haproxy's pid),
+// not keepalived's process tracking, which needs the kernel's process events connector that a
+// container (LXC, systemd-nspawn) does not have. Preemption is off so that a balancer that
+// comes back does not take the VIP again and break connections twice.
 func (k Keepalived) Config() (string, error) {
 	if err := k.Check(); err != nil {
 		return "", err
@@ -190,13 +196,17 @@ func (k Keepalived) Config() (string, error) {
 	return fmt.Sprintf(`# Written by u7s balancer config --keepalived: the same on every balancer but --priority.
 global_defs {
     router_id u7s_%[1]d
+    enable_script_security
+    script_user root
     vrrp_garp_master_refresh 60
 }
 
-vrrp_track_process haproxy {
-    process haproxy
-    quorum 1
-    delay 2
+vrrp_script haproxy {
+    script "/bin/sh -c 'kill -0 \"$(cat %[5]s)\"'"
+    interval 2
+    timeout 2
+    fall 2
+    rise 1
 }
 
 vrrp_instance u7s_api {
@@ -209,9 +219,9 @@ vrrp_instance u7s_api {
     virtual_ipaddress {
         %[4]s/32 dev %[2]s
     }
-    track_process {
+    track_script {
         haproxy
     }
 }
-`, k.RouterID, k.Interface, k.Priority, k.VIP), nil
+`, k.RouterID, k.Interface, k.Priority, k.VIP, HAProxyPIDFile), nil
 }

@@ -117,7 +117,7 @@ func TestKeepalived(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"interface eth0", "virtual_router_id 10", "priority 101", "192.168.1.10/32 dev eth0",
-		"state BACKUP", "nopreempt", "process haproxy", "track_process {\n        haproxy"} {
+		"state BACKUP", "nopreempt", "kill -0", HAProxyPIDFile, "track_script {\n        haproxy"} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("no %q in:\n%s", want, cfg)
 		}

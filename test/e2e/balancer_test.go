@@ -23,7 +23,8 @@ const vip = "172.31.77.250"
 const balancerIface = "host0"
 
 // upBalancers boots the balancer hosts and installs haproxy and keepalived on them, as a user
-// does on a new Debian host; top removes them at its end.
+// does on a new Debian host (with procps, whose /bin/kill their units reload with: a minimal
+// debootstrap lacks it, a Debian install has it); top removes them at its end.
 func upBalancers(t, top *testing.T) {
 	t.Helper()
 	if out, err := hostsCmd(t, "", append([]string{"up", "--fresh"}, balancerHosts...)...); err != nil {
@@ -41,7 +42,7 @@ func upBalancers(t, top *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := onHost(t, b, "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy keepalived >/dev/null")
+			out, err := onHost(t, b, "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy keepalived procps >/dev/null")
 			if err != nil {
 				errs[i] = fmt.Errorf("installing haproxy and keepalived on %s: %v\n%s", b, err, tail(out, 20))
 			}
