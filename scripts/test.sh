@@ -145,9 +145,6 @@ lane() {
 e2e() {
 	mkdir -p _output/e2e
 	rm -f _output/e2e/*.log
-	# TestVM boots its VM once TestCluster's init and joins are over (test/e2e: staggerEnv).
-	export U7S_E2E_JOINS_DONE=$PWD/_output/e2e/cluster-joined
-	rm -f "$U7S_E2E_JOINS_DONE"
 	echo "== end-to-end tests in three lanes (replaces any u7s node on this host); logs in _output/e2e"
 	# The test hosts need forwarding (test/hosts turns it on when it makes their network): on from
 	# the start, so that this host's node never sees it change under it.

@@ -172,32 +172,3 @@ func balancerFollows(t *testing.T, lb, cp string, want, gone []string, endpointH
 	installBalancer(t, lb, "/etc/haproxy/haproxy.cfg", cfg, "haproxy")
 	eventually(t, "the API at the VIP with the new haproxy.cfg", 3*time.Minute, func() error { return apiAtVIP(t, cp, endpointHost) })
 }
-
-// staggerEnv names the file by which, in .ci/run's lanes (scripts/test.sh), TestCluster says
-// that its init and joins are over and TestVM waits for it before it boots its VM: the first
-// minutes of the lanes, three inits and two control-plane joins beside an emulated VM's boot,
-// loaded the two cores so far (load average 75-100) that etcd's member joins timed out.
-const staggerEnv = "U7S_E2E_JOINS_DONE"
-
-// joinsDone says that TestCluster's init and joins are over (failed or not).
-func joinsDone() {
-	if f := os.Getenv(staggerEnv); f != "" {
-		_ = os.WriteFile(f, []byte(time.Now().Format(time.RFC3339)+"\n"), 0o644)
-	}
-}
-
-// waitForJoins waits, in the lanes, until TestCluster's joins are over, for at most max.
-func waitForJoins(t *testing.T, max time.Duration) {
-	f := os.Getenv(staggerEnv)
-	if f == "" {
-		return
-	}
-	start := time.Now()
-	for time.Since(start) < max {
-		if _, err := os.Stat(f); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Second)
-	}
-	t.Logf("FIGURE waited for TestCluster's joins before booting the VM: %.0f s", time.Since(start).Seconds())
-}

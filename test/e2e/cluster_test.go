@@ -280,7 +280,6 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 		}
 		t.Logf("FIGURE join to Ready, worker h4: %.0f s", time.Since(start).Seconds())
 	})
-	joinsDone()
 	if t.Failed() {
 		return
 	}

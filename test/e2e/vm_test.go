@@ -99,7 +99,6 @@ func TestVM(t *testing.T) {
 	if out, err := hostsCmd(t, "", "down", vm, cp); err != nil {
 		t.Fatalf("removing old hosts: %v\n%s", err, out)
 	}
-	waitForJoins(t, 15*time.Minute)
 	start := time.Now()
 	// The VM's two emulated cores take whole cores of this machine: three times a host's CPU
 	// weight, or beside the other suites' hosts it gets too little to join in an hour.
