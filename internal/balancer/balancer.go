@@ -74,7 +74,7 @@ func checkServer(s Server) error {
 		return fmt.Errorf("server name %q cannot be a haproxy server name", s.Name)
 	}
 	if net.ParseIP(s.Address) == nil {
-		return fmt.Errorf("server %s: address %q is not an IP address", s.Name, s.Address)
+		return fmt.Errorf("server %s: address %q is not an IP address (name each control plane by its host's IP address)", s.Name, s.Address)
 	}
 	return nil
 }
@@ -159,6 +159,9 @@ type Keepalived struct {
 
 // Check says what is wrong with k, naming the fix.
 func (k Keepalived) Check() error {
+	if k.VIP == "" {
+		return fmt.Errorf("--keepalived needs --vip IP: the virtual IP the balancers share, the cluster's --control-plane-endpoint")
+	}
 	ip := net.ParseIP(k.VIP)
 	if ip == nil {
 		return fmt.Errorf("--vip %q is not an IP address", k.VIP)
