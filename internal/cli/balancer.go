@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"strconv"
@@ -73,7 +74,7 @@ func newBalancerConfigCommand() *cobra.Command {
 				if ingress {
 					return fmt.Errorf("--ingress reads the nodes from the cluster: leave out --server")
 				}
-				h.Port = defaultEndpointPort
+				h.Port = cmp.Or(port, defaultEndpointPort)
 				for _, s := range servers {
 					sv, err := parseServer(s)
 					if err != nil {
@@ -96,9 +97,6 @@ func newBalancerConfigCommand() *cobra.Command {
 				if h, err = balancer.FromCluster(c.Context(), cs, ep, ingress); err != nil {
 					return err
 				}
-			}
-			if port != 0 {
-				h.Port = port
 			}
 			out, err := h.Config()
 			if err != nil {
