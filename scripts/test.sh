@@ -30,7 +30,20 @@ summary() {
 	echo "== times (total $((SECONDS - T0)) s, exit $rc)"
 	for l in "${TIMES[@]}"; do echo "   $l"; done
 	# The machine's load while the lanes ran (one sample a minute): what made a step slow.
-	[ -s _output/e2e/load.txt ] && awk '{ s += $1; if ($1 > m) m = $1 } END { printf "   load average (1 min) during the end-to-end tests: mean %.1f, max %.1f, %d samples\n", s / NR, m, NR }' _output/e2e/load.txt
+	[ -s _output/e2e/load.txt ] && awk '{ s += $1; if ($1 > m) m = $1; c += $2; io += $3 } END { printf "   load average (1 min) during the end-to-end tests: mean %.1f, max %.1f, %d samples; pressure (share of time some task waited): CPU %.0f%%, IO %.0f%%\n", s / NR, m, NR, c / NR, io / NR }' _output/e2e/load.txt
+	# Who used the CPUs: each test host's cgroup, this machine's node (u7s) and the rest.
+	[ -s _output/e2e/cpu.txt ] && awk '
+		# A host made again starts its cgroup from 0: a smaller value than the last is all new.
+		# One made after the first sample used all it has in the minute before.
+		$1 == "machine" { minutes++ }
+		{ if ($1 in last) { d = $3 - last[$1]; if (d < 0) d = $3 } else d = minutes > 1 ? $3 : 0; last[$1] = $3 }
+		$1 == "machine" { busy += d; next }
+		{ use[$1] += d; all += d }
+		END {
+			printf "   CPU seconds used during the end-to-end tests: %.0f of the %.0f there were; by cgroup:", busy / 100, (minutes - 1) * 60 * cores
+			for (c in use) if (use[c] > 1e9) printf " %s %.0f,", c, use[c] / 1e9
+			printf " the rest (tests, builds) %.0f\n", busy / 100 - all / 1e9
+		}' cores="$(nproc)" _output/e2e/cpu.txt
 	for l in _output/e2e/*.log; do
 		[ -e "$l" ] || continue
 		grep -hE '^(\[[a-z]+\] )?(--- (PASS|FAIL|SKIP): Test[A-Za-z]+ |== lane )' "$l" | sed -E 's/^(\[[a-z]+\] )?(---|==)/   /' || true
@@ -142,15 +155,29 @@ lane() {
 	done
 	return "$failed"
 }
+# sample_load: once a minute, the load average and the pressure on CPU and IO (PSI's avg60 of
+# "some") into load.txt, and the CPU time so far of the machine (jiffies) and of each cgroup one
+# level down in cpuacct (each test host has its own, this machine's node is "u7s") into cpu.txt.
+sample_load() {
+	local c
+	while sleep 60; do
+		echo "$(cut -d' ' -f1 /proc/loadavg) $(sed -nE 's/^some avg10=[0-9.]+ avg60=([0-9.]+).*/\1/p' /proc/pressure/cpu 2>/dev/null || echo 0) $(sed -nE 's/^some avg10=[0-9.]+ avg60=([0-9.]+).*/\1/p' /proc/pressure/io 2>/dev/null || echo 0)" >>_output/e2e/load.txt
+		awk '/^cpu /{ print "machine", "-", $2 + $3 + $4 + $7 + $8 }' /proc/stat >>_output/e2e/cpu.txt
+		for c in /sys/fs/cgroup/cpuacct/*/cpuacct.usage; do
+			[ -e "$c" ] && echo "$(basename "$(dirname "$c")") - $(cat "$c" 2>/dev/null || echo 0)"
+		done >>_output/e2e/cpu.txt
+	done
+}
 e2e() {
 	mkdir -p _output/e2e
+	rm -f _output/e2e/load.txt _output/e2e/cpu.txt
 	rm -f _output/e2e/*.log
 	echo "== end-to-end tests in three lanes (replaces any u7s node on this host); logs in _output/e2e"
 	# The test hosts need forwarding (test/hosts turns it on when it makes their network): on from
 	# the start, so that this host's node never sees it change under it.
 	sysctl -qw net.ipv4.ip_forward=1
 	rm -f _output/e2e/*.rc
-	while sleep 60; do cut -d' ' -f1 /proc/loadavg; done >_output/e2e/load.txt &
+	sample_load &
 	local sampler=$!
 	local rc
 	{
