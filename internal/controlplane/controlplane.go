@@ -73,13 +73,27 @@ func APIServer(a *kubeadmv1.APIServer) {
 	)
 }
 
-// ControllerManager and Scheduler turn profiling off (CIS 1.3.2, 1.4.1).
+// ControllerManager and Scheduler turn profiling off (CIS 1.3.2, 1.4.1) and hold their leader
+// lease through a slow API server.
 func ControllerManager(c *kubeadmv1.ControlPlaneComponent) {
 	c.ExtraArgs = append(c.ExtraArgs, kubeadmv1.Arg{Name: "profiling", Value: "false"})
+	c.ExtraArgs = append(c.ExtraArgs, LeaderElection...)
 }
 
 func Scheduler(c *kubeadmv1.ControlPlaneComponent) {
 	c.ExtraArgs = append(c.ExtraArgs, kubeadmv1.Arg{Name: "profiling", Value: "false"})
+	c.ExtraArgs = append(c.ExtraArgs, LeaderElection...)
+}
+
+// LeaderElection is the leader lease of the controller manager and the scheduler. Upstream's
+// (15 s, renewed within 10 s) assumes a fast API server: a loaded or slow host misses a renewal,
+// the component exits and restarts with a backoff, and nothing is scheduled or reconciled
+// meanwhile (seen on the test machine's loaded control planes). A renewal may take 40 s here;
+// a control plane that dies is taken over within a minute.
+var LeaderElection = []kubeadmv1.Arg{
+	{Name: "leader-elect-lease-duration", Value: "60s"},
+	{Name: "leader-elect-renew-deadline", Value: "40s"},
+	{Name: "leader-elect-retry-period", Value: "5s"},
 }
 
 // AuditPolicy records who did what: metadata of every request, request bodies of writes, and

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/audit/policy"
@@ -15,6 +16,11 @@ import (
 	"k8s.io/apiserver/pkg/server/options/encryptionconfig"
 	podsecurityload "k8s.io/pod-security-admission/admission/api/load"
 	"sigs.k8s.io/yaml"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	componentbaseconfig "k8s.io/component-base/config"
+	componentbasevalidation "k8s.io/component-base/config/validation"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
@@ -169,6 +175,33 @@ func TestAPIServerFlags(t *testing.T) {
 		}
 		if !mounted {
 			t.Errorf("--%s=%s is in no volume of the API server", x.Name, x.Value)
+		}
+	}
+}
+
+// The controller manager and the scheduler get the same lease, one they accept: their own
+// validation refuses a renew deadline not below the lease or not above the retry period.
+func TestLeaderElection(t *testing.T) {
+	for name, f := range map[string]func(*kubeadmv1.ControlPlaneComponent){"controller manager": ControllerManager, "scheduler": Scheduler} {
+		var c kubeadmv1.ControlPlaneComponent
+		f(&c)
+		args := map[string]string{}
+		for _, x := range c.ExtraArgs {
+			args[x.Name] = x.Value
+		}
+		cfg := componentbaseconfig.LeaderElectionConfiguration{LeaderElect: true, ResourceLock: "leases", ResourceName: "x", ResourceNamespace: "kube-system"}
+		for flag, d := range map[string]*metav1.Duration{"leader-elect-lease-duration": &cfg.LeaseDuration, "leader-elect-renew-deadline": &cfg.RenewDeadline, "leader-elect-retry-period": &cfg.RetryPeriod} {
+			v, err := time.ParseDuration(args[flag])
+			if err != nil {
+				t.Fatalf("%s: --%s=%q: %v", name, flag, args[flag], err)
+			}
+			d.Duration = v
+		}
+		if errs := componentbasevalidation.ValidateLeaderElectionConfiguration(&cfg, field.NewPath("leaderElection")); len(errs) > 0 {
+			t.Errorf("%s: the lease is refused: %v", name, errs.ToAggregate())
+		}
+		if cfg.RenewDeadline.Duration < 30*time.Second {
+			t.Errorf("%s: a renewal may take %s, upstream's short deadline that a loaded host misses", name, cfg.RenewDeadline.Duration)
 		}
 	}
 }
