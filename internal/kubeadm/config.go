@@ -257,6 +257,10 @@ func dedupe(in []string) []string {
 	return out
 }
 
+// UpgradeWorkloadCheck is kubeadm upgrade apply's health check that a Job runs, which u7s
+// replaces (upgrade.WorkloadRuns).
+const UpgradeWorkloadCheck = "CreateJob"
+
 // UpgradeDocument is the UpgradeConfiguration of kubeadm upgrade apply (to version) and
 // kubeadm upgrade node: the same preflight exceptions as init and join, and this node's
 // patches, which kubeadm would otherwise drop when it rewrites the kubelet's configuration.
@@ -265,8 +269,10 @@ func UpgradeDocument(version string, n *config.Node) ([]byte, error) {
 	return marshalDocuments(&kubeadmv1.UpgradeConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: kubeadmv1.SchemeGroupVersion.String(), Kind: "UpgradeConfiguration"},
 		Apply: kubeadmv1.UpgradeApplyConfiguration{
-			KubernetesVersion:     version,
-			IgnorePreflightErrors: IgnoredPreflightErrors(n.APIServerPort),
+			KubernetesVersion: version,
+			// u7s runs the workload check itself first, with the node's deadline
+			// (upgrade.WorkloadRuns): kubeadm's waits one fixed minute.
+			IgnorePreflightErrors: append(IgnoredPreflightErrors(n.APIServerPort), UpgradeWorkloadCheck),
 			Patches:               patches,
 		},
 		Node: kubeadmv1.UpgradeNodeConfiguration{

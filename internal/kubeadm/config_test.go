@@ -161,6 +161,10 @@ func TestUpgradeDocument(t *testing.T) {
 			t.Errorf("node does not ignore %s: %v", want, cfg.Node.IgnorePreflightErrors)
 		}
 	}
+	// u7s's own workload check replaces kubeadm's one-minute Job.
+	if !slices.Contains(cfg.Apply.IgnorePreflightErrors, strings.ToLower(UpgradeWorkloadCheck)) && !slices.Contains(cfg.Apply.IgnorePreflightErrors, UpgradeWorkloadCheck) {
+		t.Errorf("apply does not ignore %s: %v", UpgradeWorkloadCheck, cfg.Apply.IgnorePreflightErrors)
+	}
 }
 
 // TestIgnoredPreflightPorts: kubeadm's port checks are left to u7s for the ports the node

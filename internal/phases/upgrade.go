@@ -287,6 +287,16 @@ func upgradeKubeadmPhase(what string, verb ...string) workflow.Phase {
 		if err := fsutil.WriteFileAtomic(file, doc, 0o644); err != nil {
 			return err
 		}
+		if verb[1] == "apply" {
+			d.step("checking that the cluster runs a workload (a Job of %s; up to %s)", d.node.PauseImage, d.node.Timeout())
+			cs, err := kube.Admin()
+			if err != nil {
+				return err
+			}
+			if err := upgrade.WorkloadRuns(d.Ctx, cs, d.node.PauseImage, d.node.Timeout()); err != nil {
+				return err
+			}
+		}
 		args := append([]string{"kubeadm"}, verb[:2]...)
 		args = append(append(args, "--config", file), verb[2:]...)
 		if d.O.Verbosity > 0 {
