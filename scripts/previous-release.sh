@@ -25,7 +25,10 @@ REGISTRY=${REGISTRY:-registry.local/k8s-p10}
 # server and TestUpgrade failed on every run.
 # 3: this tree gained the default StorageClass and the Metrics API, whose volumes and images
 # the upgrade test carries through the upgrades.
-PREVIOUS_EPOCH=3
+# 4: this tree runs upgrade apply's workload check with the node's deadline (kubeadm's fixed
+# minute failed the first hop on a loaded machine) and gives the controller manager and the
+# scheduler a leader lease a slow API server does not lose.
+PREVIOUS_EPOCH=4
 CACHE=${U7S_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/u7s/components}
 [[ $CACHE == off ]] || CACHE=$(dirname "$CACHE")/previous
 # Every component but agnhost, a test image whose tag follows this tree's Kubernetes.
