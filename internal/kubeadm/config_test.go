@@ -11,6 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
+	kubeadmv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	kubeadmcmd "k8s.io/kubernetes/cmd/kubeadm/app/cmd"
+	joinphases "k8s.io/kubernetes/cmd/kubeadm/app/cmd/phases/join"
 	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 	"k8s.io/kubernetes/cmd/kubeadm/app/phases/controlplane"
 	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
@@ -272,5 +275,57 @@ func TestControlPlaneProbesFitTheStepTimeout(t *testing.T) {
 		if s := c.StartupProbe; s == nil || s.FailureThreshold != 120 {
 			t.Errorf("%s: startup probe %+v, want 120 tries (20 minutes)", name, s)
 		}
+	}
+}
+
+// A control plane's join in three parts runs each of kubeadm's join phases once: the outer
+// parts skip etcd-join and together every other phase, named as kubeadm names them.
+func TestJoinParts(t *testing.T) {
+	c := kubeadmcmd.NewKubeadmCommand(strings.NewReader(""), io.Discard, io.Discard)
+	p, _, err := c.Find([]string{"join", "phase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command tree lists the phases but the hidden one.
+	phases := []string{joinphases.NewCheckEtcdPhase().Name}
+	for _, s := range p.Commands() {
+		if s.Name() != "help" && s.Name() != "completion" {
+			phases = append(phases, s.Name())
+		}
+	}
+	if len(phases) < 5 || !slices.Contains(phases, EtcdJoinPhase) {
+		t.Fatalf("kubeadm's join phases: %v (no %s)", phases, EtcdJoinPhase)
+	}
+	for _, ph := range phases {
+		before, after := !slices.Contains(JoinBeforeEtcd, ph), !slices.Contains(JoinAfterEtcd, ph)
+		switch {
+		case ph == EtcdJoinPhase && (before || after):
+			t.Errorf("%s runs in an outer part, not alone", ph)
+		case ph != EtcdJoinPhase && before == after:
+			t.Errorf("phase %s runs in both outer parts or in neither", ph)
+		}
+	}
+	for _, ph := range append(slices.Clone(JoinBeforeEtcd), JoinAfterEtcd...) {
+		if !slices.Contains(phases, ph) {
+			t.Errorf("kubeadm has no join phase %s (it has %v)", ph, phases)
+		}
+	}
+	docs, err := JoinDocuments(JoinOptions{Node: &config.Node{NodeName: "cp2", AdvertiseAddress: "192.0.2.12", APIServerPort: 6443}, Endpoint: "10.0.0.1:6443", Token: "abcdef.0123456789abcdef", ControlPlane: true, CertificateKey: strings.Repeat("a", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := WithSkipPhases(docs, JoinBeforeEtcd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j kubeadmv1.JoinConfiguration
+	if err := yaml.UnmarshalStrict(part, &j); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(j.SkipPhases, JoinBeforeEtcd) || j.ControlPlane == nil || j.Discovery.BootstrapToken == nil || j.Discovery.BootstrapToken.Token != "abcdef.0123456789abcdef" {
+		t.Errorf("the part's configuration: %+v", j)
+	}
+	if _, err := WithSkipPhases([]byte("kind: InitConfiguration\n"), nil); err == nil {
+		t.Errorf("WithSkipPhases takes an InitConfiguration")
 	}
 }

@@ -274,3 +274,33 @@ func DownloadEncryption(ctx context.Context, cs kubernetes.Interface, key string
 	}
 	return cfg, nil
 }
+
+// EtcdJoinPhase is kubeadm join's phase that adds a control plane's etcd member. It gives up at
+// the first etcd member list that takes over two seconds (kubeadm's listMembers returns the
+// first error instead of polling again), and a loaded host's etcd takes that long right after
+// the new member is announced: CI's third control planes failed there, again and again. Every
+// step of it is safe to run again (the member is added only if absent, the manifest is written
+// the same, promotion skips a voting member), so u7s runs a control plane's join in three parts:
+// kubeadm join up to this phase, the phase alone until it succeeds, and kubeadm join after it.
+const EtcdJoinPhase = "etcd-join"
+
+// The phases that each outer part of a control plane's join skips: JoinBeforeEtcd ends with
+// kubelet-start, JoinAfterEtcd goes on from kubelet-wait-bootstrap.
+var (
+	JoinBeforeEtcd = []string{EtcdJoinPhase, "kubelet-wait-bootstrap", "control-plane-join", "wait-control-plane"}
+	JoinAfterEtcd  = []string{"preflight", "control-plane-prepare", "check-etcd", "kubelet-start", EtcdJoinPhase}
+)
+
+// WithSkipPhases returns the join documents (JoinDocuments) with kubeadm told to skip those
+// phases (SkipPhases: kubeadm refuses --skip-phases beside --config).
+func WithSkipPhases(docs []byte, skip []string) ([]byte, error) {
+	var j kubeadmv1.JoinConfiguration
+	if err := yaml.UnmarshalStrict(docs, &j); err != nil {
+		return nil, fmt.Errorf("reading the join configuration: %w", err)
+	}
+	if j.Kind != "JoinConfiguration" {
+		return nil, fmt.Errorf("the join configuration is a %q, want a JoinConfiguration", j.Kind)
+	}
+	j.SkipPhases = skip
+	return marshalDocuments(&j)
+}

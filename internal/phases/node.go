@@ -152,11 +152,68 @@ func kubeadmPhase(flow string) workflow.Phase {
 		if d.O.Verbosity > 0 {
 			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
 		}
+		if flow == FlowJoin && d.O.ControlPlane {
+			return d.joinControlPlane(o, args[3:])
+		}
 		if err := runInNode(o, args...); err != nil {
 			return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
 		}
 		return nil
 	})
+}
+
+// joinControlPlane runs kubeadm join for a control plane in three parts, its etcd-join phase
+// alone and again while it fails, up to the node's step timeout (kubeadm.EtcdJoinPhase says why).
+func (d *Data) joinControlPlane(o node.Owner, flags []string) error {
+	n, err := d.Node()
+	if err != nil {
+		return err
+	}
+	file := kubeadmConfigFile(FlowJoin)
+	docs, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	part := func(name string, skip []string) error {
+		f := strings.TrimSuffix(file, ".yaml") + "-" + name + ".yaml"
+		b, err := kubeadm.WithSkipPhases(docs, skip)
+		if err != nil {
+			return err
+		}
+		// Recorded first, so that an undo removes it (it holds the token) if this stops here.
+		if err := host.RecordCreated(f); err != nil {
+			return err
+		}
+		if err := writeSecretFile(f, b); err != nil {
+			return err
+		}
+		defer os.Remove(f)
+		if err := runInNode(o, append([]string{"kubeadm", FlowJoin, "--config", f}, flags...)...); err != nil {
+			return fmt.Errorf("kubeadm join (%s) failed (logs: %s): %w", name, paths.LogDir, err)
+		}
+		return nil
+	}
+	if err := part("before-etcd", kubeadm.JoinBeforeEtcd); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(n.Timeout())
+	for attempt := 1; ; attempt++ {
+		err := runInNode(o, append([]string{"kubeadm", FlowJoin, "phase", kubeadm.EtcdJoinPhase, "--config", file}, flags...)...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kubeadm join's %s failed for %s, %d tries (logs: %s; the etcd members: u7s enter -- etcdctl member list on a control plane): %w",
+				kubeadm.EtcdJoinPhase, n.Timeout(), attempt, paths.LogDir, err)
+		}
+		d.detail("kubeadm's %s failed (%v); each of its steps is safe to repeat: again in 10 s (until %s)", kubeadm.EtcdJoinPhase, err, deadline.Format(time.TimeOnly))
+		select {
+		case <-d.Ctx.Done():
+			return d.Ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return part("after-etcd", kubeadm.JoinAfterEtcd)
 }
 
 // runInNode runs u7s ARGS inside the namespace as its root, kubeadm's output filtered.
