@@ -153,7 +153,7 @@ func kubeadmPhase(flow string) workflow.Phase {
 			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
 		}
 		if flow == FlowJoin && d.O.ControlPlane {
-			return d.joinControlPlane(o, args[3:])
+			return d.joinControlPlane(o, args[4:]) // the flags after --config FILE
 		}
 		if err := runInNode(o, args...); err != nil {
 			return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
