@@ -145,17 +145,17 @@ func kubeadmPhase(flow string) workflow.Phase {
 			return err
 		}
 		d.step("running kubeadm %s inside the namespace", flow)
-		args := []string{"kubeadm", flow, "--config", kubeadmConfigFile(flow)}
+		var flags []string
 		if flow == FlowInit && d.O.UploadCerts {
-			args = append(args, "--upload-certs")
+			flags = append(flags, "--upload-certs")
 		}
 		if d.O.Verbosity > 0 {
-			args = append(args, "-v", strconv.Itoa(d.O.Verbosity))
+			flags = append(flags, "-v", strconv.Itoa(d.O.Verbosity))
 		}
 		if flow == FlowJoin && d.O.ControlPlane {
-			return d.joinControlPlane(o, args[4:]) // the flags after --config FILE
+			return d.joinControlPlane(o, flags)
 		}
-		if err := runInNode(o, args...); err != nil {
+		if err := runInNode(o, append([]string{"kubeadm", flow, "--config", kubeadmConfigFile(flow)}, flags...)...); err != nil {
 			return fmt.Errorf("kubeadm %s failed (logs: %s): %w", flow, paths.LogDir, err)
 		}
 		return nil
