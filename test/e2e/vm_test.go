@@ -99,17 +99,39 @@ func TestVM(t *testing.T) {
 	if out, err := hostsCmd(t, "", "down", vm, cp); err != nil {
 		t.Fatalf("removing old hosts: %v\n%s", err, out)
 	}
+	// The VM boots (minutes under emulation) while the control plane is made and inits: the two
+	// one after the other left the booted VM idle, its emulation still costing whole cores.
 	start := time.Now()
-	// The VM's two emulated cores take whole cores of this machine: three times a host's CPU
-	// weight, or beside the other suites' hosts it gets too little to join in an hour.
-	if out, err := hostsCmd(t, "", "up", "--vm", "--cpu-weight", "300", vm); err != nil {
-		t.Fatalf("hosts.sh up --vm: %v\n%s", err, out)
-	}
-	t.Logf("FIGURE VM made (its base image cached) and booted: %.0f s", time.Since(start).Seconds())
-	if out, err := hostsCmd(t, "", "up", cp); err != nil {
-		t.Fatalf("hosts.sh up: %v\n%s", err, out)
+	vmUp := make(chan error, 1)
+	go func() {
+		// The VM's two emulated cores take whole cores of this machine: three times a host's CPU
+		// weight, or beside the other suites' hosts it gets too little to join in an hour.
+		out, err := hostsCmd(t, "", "up", "--vm", "--cpu-weight", "300", vm)
+		if err == nil {
+			t.Logf("FIGURE VM made (its base image cached) and booted: %.0f s", time.Since(start).Seconds())
+			pub, rerr := os.ReadFile(signingKey(t))
+			if rerr != nil {
+				err = rerr
+			} else if out, err = hostsCmd(t, string(pub), "exec", vm, "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
+				err = fmt.Errorf("copying the signing key to %s: %v\n%s", vm, err, out)
+			}
+		} else {
+			err = fmt.Errorf("hosts.sh up --vm: %v\n%s", err, out)
+		}
+		vmUp <- err
+	}()
+	waitVM := func(t *testing.T) {
+		t.Helper()
+		if err := <-vmUp; err != nil {
+			vmUp <- err
+			t.Fatal(err)
+		}
+		vmUp <- nil
 	}
 	t.Cleanup(func() {
+		// The VM's boot is done, one way or another, before its host is removed.
+		err := <-vmUp
+		vmUp <- err
 		if t.Failed() {
 			logs, _ := onHost(t, vm, "systemctl status u7s --no-pager | head -20; tail -n 30 /var/log/u7s/kubelet.log /var/log/u7s/crio.log 2>&1")
 			t.Logf("on %s:\n%s", vm, logs)
@@ -122,26 +144,28 @@ func TestVM(t *testing.T) {
 			t.Errorf("removing hosts: %v\n%s", err, out)
 		}
 	})
+	if out, err := hostsCmd(t, "", "up", cp); err != nil {
+		t.Fatalf("hosts.sh up: %v\n%s", err, out)
+	}
 	pub, err := os.ReadFile(signingKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range []string{vm, cp} {
-		if out, err := hostsCmd(t, string(pub), "exec", h, "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
-			t.Fatalf("copying the signing key to %s: %v\n%s", h, err, out)
-		}
+	if out, err := hostsCmd(t, string(pub), "exec", cp, "--", "sh", "-c", "mkdir -p /etc/u7s && cat > "+hostSigningKey); err != nil {
+		t.Fatalf("copying the signing key to %s: %v\n%s", cp, err, out)
 	}
 
 	t.Run("a VM with cgroup v2 joins an nspawn control plane with cgroup v1 as a worker: v2-delegated, Ready", func(t *testing.T) {
-		if out := mustOnHost(t, vm, "stat -fc %T /sys/fs/cgroup"); strings.TrimSpace(out) != "cgroup2fs" {
-			t.Fatalf("the VM does not boot cgroup v2 unified: /sys/fs/cgroup is %s", out)
-		}
 		out, err := onHost(t, cp, "u7s init --image-signing-key "+hostSigningKey)
 		if err != nil {
 			t.Fatalf("init on %s: %v: %s\n%s\n%s", cp, err, why(out), tail(out, 40), keptLogs(t, cp, out))
 		}
 		if st := mustOnHost(t, cp, "u7s status"); !strings.Contains(st, "v1-delegated") {
 			t.Errorf("the nspawn control plane is not v1-delegated:\n%s", st)
+		}
+		waitVM(t)
+		if out := mustOnHost(t, vm, "stat -fc %T /sys/fs/cgroup"); strings.TrimSpace(out) != "cgroup2fs" {
+			t.Fatalf("the VM does not boot cgroup v2 unified: /sys/fs/cgroup is %s", out)
 		}
 		start := time.Now()
 		// --timeout: a host slower still than the emulated VM alone, its CPU shared with the
