@@ -86,7 +86,8 @@ spec:
 				return err
 			}
 			for _, l := range strings.Split(strings.TrimSpace(pods), "\n") {
-				if f := strings.Fields(l); len(f) > 3 && f[3] != "Running" {
+				// Completed: a pod that ran to its end before the snapshot is restored as it was.
+				if f := strings.Fields(l); len(f) > 3 && f[3] != "Running" && f[3] != "Completed" {
 					return fmt.Errorf("not running: %s", l)
 				}
 			}
