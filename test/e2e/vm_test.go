@@ -355,11 +355,13 @@ spec:
 		t.Logf("FIGURE VM powered off, booted, and a new pod running on it: %.0f s", time.Since(start).Seconds())
 	})
 
-	t.Run("u7s check cis on the VM: no check fails", func(t *testing.T) {
-		out, err := onHost(t, vm, "u7s check cis")
-		t.Logf("u7s check cis on the VM:\n%s", tail(out, 3))
-		if err != nil {
-			t.Errorf("u7s check cis: %v\n%s", err, out)
+	// The watch on cgroup v2, after the restart and the reboot: the CIS benchmark (each failed
+	// check critical), drift from what join wrote, unsigned images, writes into containers.
+	t.Run("u7s check all on the VM: no CIS check fails, nothing critical", func(t *testing.T) {
+		out, err := onHost(t, vm, "u7s check all --no-journal")
+		t.Logf("u7s check all on the VM:\n%s", tail(out, 5))
+		if err != nil || strings.Contains(out, "critical ") {
+			t.Errorf("u7s check all: %v\n%s", err, out)
 		}
 	})
 }
