@@ -14,7 +14,7 @@ import (
 func newNodeMaintenanceCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:    "node-maintenance",
-		Short:  "One step of coordinated reboots (as root; u7s-maintenance.timer runs it every minute)",
+		Short:  "One step of coordinated reboots (as root; u7s-maintenance.timer runs it every 20 s while a reboot is due or under way)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

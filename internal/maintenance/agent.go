@@ -23,8 +23,10 @@ const RebootRequired = "/var/run/reboot-required"
 type Agent struct {
 	Client kubernetes.Interface // the node's own credentials (kubelet.conf)
 	Node   string
-	// Sentinel is RebootRequired; Marker records across the reboot that it was ours.
-	Sentinel, Marker string
+	// Sentinel is RebootRequired; Marker records across the reboot that it was ours; Asked,
+	// that the Node carries our request. Without any of the three, Step asks nothing of the API
+	// server (the timer runs it every 20 s on every node). Asked "": always ask.
+	Sentinel, Marker, Asked string
 	// Window is when a reboot may start ("" = any time).
 	Window Window
 	Reboot func() error
@@ -46,6 +48,9 @@ const (
 
 // Step does what is due now and says where the node is.
 func (a *Agent) Step(ctx context.Context) (State, error) {
+	if a.Asked != "" && !exists(a.Sentinel) && !exists(a.Marker) && !exists(a.Asked) {
+		return Idle, nil
+	}
 	n, err := a.Client.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
 	if err != nil {
 		return Idle, err
@@ -66,9 +71,11 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 			}
 		}
 		a.Logf("maintenance: node %s is back after its reboot; request withdrawn", a.Node)
+		a.forgetAsked()
 		return Idle, os.Remove(a.Marker)
 	}
 	if requested && !asking {
+		a.forgetAsked()
 		if exists(a.Sentinel) {
 			return Busy, nil
 		}
@@ -76,7 +83,13 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 	}
 	if !exists(a.Sentinel) {
 		if asking && !approved { // the sentinel went away before it was our turn
-			return Idle, Annotate(ctx, a.Client, a.Node, RequestAnnotation, nil)
+			if err := Annotate(ctx, a.Client, a.Node, RequestAnnotation, nil); err != nil {
+				return Idle, err
+			}
+			asking = false
+		}
+		if !asking {
+			a.forgetAsked()
 		}
 		return Idle, nil
 	}
@@ -85,6 +98,12 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 			return OutWindow, nil
 		}
 		a.Logf("maintenance: %s exists: node %s asks for a reboot", a.Sentinel, a.Node)
+		// Recorded before the request, so that a request made is never forgotten.
+		if a.Asked != "" {
+			if err := os.WriteFile(a.Asked, []byte(a.now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+				return Waiting, err
+			}
+		}
 		return Waiting, Annotate(ctx, a.Client, a.Node, RequestAnnotation, ptr.To(ReasonReboot))
 	}
 	if !approved {
@@ -99,6 +118,13 @@ func (a *Agent) Step(ctx context.Context) (State, error) {
 		return Waiting, fmt.Errorf("rebooting: %w", err)
 	}
 	return Rebooting, nil
+}
+
+// forgetAsked: the Node carries no request of ours (any more).
+func (a *Agent) forgetAsked() {
+	if a.Asked != "" {
+		_ = os.Remove(a.Asked)
+	}
 }
 
 func (a *Agent) now() time.Time {

@@ -18,7 +18,7 @@ func TestAgentWithCoordinator(t *testing.T) {
 	f := newFixture(t, nil, node("w1", false))
 	rebooted := 0
 	a := &Agent{Client: f.cs, Node: "w1", Sentinel: filepath.Join(dir, "reboot-required"), Marker: filepath.Join(dir, "marker"),
-		Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
+		Asked: filepath.Join(dir, "asked"), Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
 	step := func(want State) {
 		t.Helper()
 		got, err := a.Step(context.Background())
@@ -29,6 +29,9 @@ func TestAgentWithCoordinator(t *testing.T) {
 	step(Idle)
 	os.WriteFile(a.Sentinel, nil, 0o644)
 	step(Waiting)
+	if _, err := os.Stat(a.Asked); err != nil {
+		t.Fatalf("the request is not recorded: %v", err)
+	}
 	step(Waiting) // not approved yet
 	if rebooted != 0 {
 		t.Fatal("rebooted before approval")
@@ -61,8 +64,45 @@ func TestAgentWithCoordinator(t *testing.T) {
 	if n := f.node(t, "w1"); n.Spec.Unschedulable || n.Annotations[RequestAnnotation] != "" || n.Annotations[ApprovedAnnotation] != "" || f.holder(t) != "" {
 		t.Errorf("after the reboot: %+v, holder %q; want uncordoned, no annotations, lock free", n.ObjectMeta.Annotations, f.holder(t))
 	}
-	if _, err := os.Stat(a.Marker); err == nil {
-		t.Errorf("the marker remains")
+	for _, p := range []string{a.Marker, a.Asked} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s remains", p)
+		}
+	}
+}
+
+// Nothing due and nothing asked: no call to the API server. A request withdrawn because the
+// sentinel went away is forgotten, and the agent is quiet again.
+func TestAgentQuietWhenIdle(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, nil, node("w1", false))
+	a := &Agent{Client: f.cs, Node: "w1", Sentinel: filepath.Join(dir, "reboot-required"), Marker: filepath.Join(dir, "marker"),
+		Asked: filepath.Join(dir, "asked"), Reboot: func() error { t.Fatal("rebooted"); return nil }, Logf: t.Logf}
+	step := func(want State) {
+		t.Helper()
+		if got, err := a.Step(context.Background()); err != nil || got != want {
+			t.Fatalf("Step = %q, %v; want %q", got, err, want)
+		}
+	}
+	calls := func() int { return len(f.cs.Actions()) }
+	step(Idle)
+	if n := calls(); n != 0 {
+		t.Fatalf("an idle step made %d API calls: %v", n, f.cs.Actions())
+	}
+	os.WriteFile(a.Sentinel, nil, 0o644)
+	step(Waiting)
+	os.Remove(a.Sentinel)
+	step(Idle) // withdraws the request
+	if n := f.node(t, "w1"); n.Annotations[RequestAnnotation] != "" {
+		t.Fatalf("the request stays: %v", n.Annotations)
+	}
+	if _, err := os.Stat(a.Asked); err == nil {
+		t.Fatal("the withdrawn request is still recorded")
+	}
+	before := calls()
+	step(Idle)
+	if n := calls() - before; n != 0 {
+		t.Errorf("an idle step after the withdrawal made %d API calls", n)
 	}
 }
 
@@ -97,7 +137,7 @@ func TestAgentLeavesUpgradeAlone(t *testing.T) {
 	f := newFixture(t, nil, node("w1", false))
 	rebooted := 0
 	a := &Agent{Client: f.cs, Node: "w1", Sentinel: filepath.Join(dir, "reboot-required"), Marker: filepath.Join(dir, "marker"),
-		Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
+		Asked: filepath.Join(dir, "asked"), Reboot: func() error { rebooted++; return nil }, Logf: t.Logf}
 	ctx := context.Background()
 	if err := Annotate(ctx, f.cs, "w1", RequestAnnotation, ptrTo(ReasonUpgrade)); err != nil {
 		t.Fatal(err)

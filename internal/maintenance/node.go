@@ -22,11 +22,17 @@ func NodeAgent(n *config.Node) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{
-		Client: cs, Node: n.NodeName, Sentinel: RebootRequired, Marker: paths.MaintenanceMarker, Window: w,
-		Reboot: func() error { return exec.Command("systemctl", "reboot").Run() },
-		Logf:   log.Printf,
-	}, nil
+	a := nodeFiles()
+	a.Client, a.Node, a.Window = cs, n.NodeName, w
+	a.Reboot = func() error { return exec.Command("systemctl", "reboot").Run() }
+	a.Logf = log.Printf
+	return a, nil
+}
+
+// nodeFiles is the node's Agent without its client: the files it watches and keeps, which
+// u7s-maintenance.service's conditions name too.
+func nodeFiles() *Agent {
+	return &Agent{Sentinel: RebootRequired, Marker: paths.MaintenanceMarker, Asked: paths.MaintenanceAsked}
 }
 
 // Status is u7s status's line about this host's coordinated reboots.

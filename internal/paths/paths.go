@@ -95,6 +95,10 @@ const (
 	// MaintenanceMarker records a reboot the maintenance agent asked for; it survives the
 	// reboot (not under /run).
 	MaintenanceMarker = ConfigDir + "/maintenance-reboot"
+	// MaintenanceAsked records that the agent asked the cluster for a reboot (its request
+	// annotation is on the Node): with neither it nor MaintenanceMarker nor the sentinel there,
+	// the agent has nothing to do, and u7s-maintenance.service's conditions skip it.
+	MaintenanceAsked = ConfigDir + "/maintenance-asked"
 	// EtcdBackupDir holds a control plane's scheduled and pre-upgrade etcd snapshots (reset
 	// leaves them).
 	EtcdBackupDir = "/var/backups/u7s/etcd"

@@ -142,7 +142,10 @@ func cleanupPhase() workflow.Phase {
 		if service.Systemd() {
 			_ = service.Reload(d.Ctx)
 		}
-		// The config dir goes too if nothing else is left in it.
+		// The coordinated-reboot agent's files (made after init, so not recorded), then the
+		// config dir too if nothing else is left in it.
+		_ = os.Remove(paths.MaintenanceMarker)
+		_ = os.Remove(paths.MaintenanceAsked)
 		_ = os.Remove(paths.ConfigDir)
 		return errors.Join(errs...)
 	})
