@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coreos/go-systemd/v22/unit"
+
 	"github.com/u7s/u7s/systemd"
 )
 
