@@ -84,6 +84,45 @@ func TestRetryingStatus(t *testing.T) {
 	}
 }
 
+// A 500 with etcd's "request timed out" is tried again; another 500 is final, and its caller
+// still reads its whole message.
+func TestRetryingEtcdTransient(t *testing.T) {
+	for _, tc := range []struct {
+		msg   string
+		calls int32
+	}{
+		{"etcdserver: request timed out", 2},
+		{"etcdserver: leader changed", 2},
+		{"some other failure", 1},
+	} {
+		var calls atomic.Int32
+		body := `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"` + tc.msg + `","code":500}`
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if calls.Add(1) == 1 {
+				w.WriteHeader(http.StatusInternalServerError)
+				_, _ = io.WriteString(w, body)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		}))
+		tr := &retryTransport{next: http.DefaultTransport, limit: time.Minute, first: time.Millisecond}
+		req, _ := http.NewRequest(http.MethodPatch, srv.URL, strings.NewReader("{}"))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if n := calls.Load(); n != tc.calls {
+			t.Errorf("500 %q: %d calls, want %d", tc.msg, n, tc.calls)
+		}
+		if tc.calls == 1 && string(got) != body {
+			t.Errorf("500 %q: the caller read %q, want the whole answer", tc.msg, got)
+		}
+		srv.Close()
+	}
+}
+
 // The overall limit holds: a backend that never answers is given up on, with its error.
 func TestRetryingLimit(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
