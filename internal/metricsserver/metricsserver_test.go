@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -62,10 +63,29 @@ func TestObjects(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"--cert-dir=/tmp", "--secure-port=10250", "--kubelet-preferred-address-types=InternalIP",
-		"--kubelet-use-node-status-port", "--metric-resolution=15s"} {
+		"--kubelet-use-node-status-port"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %q", c.Args, want)
 		}
+	}
+	// A slow kubelet gets well over metrics-server's default 10 s, within what metrics-server
+	// accepts (its options refuse a timeout over 0.9 of the resolution: the pod would not start).
+	flag := func(name string) time.Duration {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					t.Fatalf("%s: %v", a, err)
+				}
+				return d
+			}
+		}
+		t.Fatalf("args %q lack --%s", c.Args, name)
+		return 0
+	}
+	res, timeout := flag("metric-resolution"), flag("kubelet-request-timeout")
+	if timeout < 20*time.Second || res*9/10 < timeout || res > time.Minute {
+		t.Errorf("--metric-resolution=%s --kubelet-request-timeout=%s: want a timeout of 20 s or more, at most 0.9 of a resolution of a minute or less", res, timeout)
 	}
 	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" || p.HTTPGet.Scheme != corev1.URISchemeHTTPS ||
 		p.InitialDelaySeconds < 60 || p.PeriodSeconds*p.FailureThreshold < 150 {
