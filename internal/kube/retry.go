@@ -18,8 +18,8 @@ const RetryLimit = 2 * time.Minute
 
 // Retrying makes every call of clients of cfg try again when it failed before an answer came
 // (connection refused or reset, EOF: a balancer's dead backend, an API server restarting) or was
-// answered 429, 502, 503 or 504 (or 500 with one of etcd's transient errors), with backoff, up to RetryLimit: what kubeadm does for its own
-// calls. A write retried after it had in fact succeeded gets the API's answer to a repeat (the
+// answered 429, 502, 503 or 504 (or 500 with one of etcd's transient errors), with backoff, up
+// to RetryLimit: what kubeadm does for its own calls. A write retried after it had in fact succeeded gets the API's answer to a repeat (the
 // same object for an apply, a patch or an update of the same content, AlreadyExists for a
 // create): the callers take AlreadyExists as done. Returns cfg.
 func Retrying(cfg *rest.Config) *rest.Config {
