@@ -62,26 +62,35 @@ func TestRetryingStatus(t *testing.T) {
 		{http.StatusConflict, 1},
 		{http.StatusNotFound, 1},
 	} {
-		var calls atomic.Int32
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if calls.Add(1) == 1 {
-				w.WriteHeader(tc.status)
-				return
-			}
-			w.WriteHeader(http.StatusOK)
-		}))
-		tr := &retryTransport{next: http.DefaultTransport, limit: time.Minute, first: time.Millisecond}
-		req, _ := http.NewRequest(http.MethodPatch, srv.URL, strings.NewReader("{}"))
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if got := calls.Load(); got != tc.calls {
+		if got, _ := firstAnswer(t, tc.status, ""); got != tc.calls {
 			t.Errorf("answer %d: %d calls, want %d", tc.status, got, tc.calls)
 		}
-		srv.Close()
 	}
+}
+
+// firstAnswer makes a PATCH through a retryTransport to a server that answers status and body
+// first and 200 after: the calls the server got, and the body the caller read.
+func firstAnswer(t *testing.T, status int, body string) (int32, string) {
+	t.Helper()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, body)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	tr := &retryTransport{next: http.DefaultTransport, limit: time.Minute, first: time.Millisecond}
+	req, _ := http.NewRequest(http.MethodPatch, srv.URL, strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return calls.Load(), string(got)
 }
 
 // A 500 with etcd's "request timed out" is tried again; another 500 is final, and its caller
@@ -95,31 +104,14 @@ func TestRetryingEtcdTransient(t *testing.T) {
 		{"etcdserver: leader changed", 2},
 		{"some other failure", 1},
 	} {
-		var calls atomic.Int32
 		body := `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"` + tc.msg + `","code":500}`
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if calls.Add(1) == 1 {
-				w.WriteHeader(http.StatusInternalServerError)
-				_, _ = io.WriteString(w, body)
-				return
-			}
-			w.WriteHeader(http.StatusOK)
-		}))
-		tr := &retryTransport{next: http.DefaultTransport, limit: time.Minute, first: time.Millisecond}
-		req, _ := http.NewRequest(http.MethodPatch, srv.URL, strings.NewReader("{}"))
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if n := calls.Load(); n != tc.calls {
+		n, got := firstAnswer(t, http.StatusInternalServerError, body)
+		if n != tc.calls {
 			t.Errorf("500 %q: %d calls, want %d", tc.msg, n, tc.calls)
 		}
-		if tc.calls == 1 && string(got) != body {
+		if tc.calls == 1 && got != body {
 			t.Errorf("500 %q: the caller read %q, want the whole answer", tc.msg, got)
 		}
-		srv.Close()
 	}
 }
 
