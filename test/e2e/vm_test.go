@@ -330,12 +330,11 @@ spec:
 		mustKc(t, cp, "delete", "pod", name, "--now")
 	}
 
-	t.Run("systemctl restart u7s, and a reboot of the VM: its node comes back by itself", func(t *testing.T) {
+	// A reboot, not also a systemctl restart: the reboot stops and starts the unit too, with
+	// the cgroup tree made anew by systemd at boot; the two took over half an hour of the
+	// emulated VM beside the other lanes. The nspawn hosts' tests restart u7s many times.
+	t.Run("a reboot of the VM: its node comes back by itself", func(t *testing.T) {
 		start := time.Now()
-		mustOnHost(t, vm, "systemctl restart u7s")
-		runsPod(t, "after-restart", 20*time.Minute)
-		t.Logf("FIGURE systemctl restart u7s on the VM to a new pod running: %.0f s", time.Since(start).Seconds())
-		start = time.Now()
 		if out, err := hostsCmd(t, "", "poweroff", vm); err != nil {
 			t.Fatalf("poweroff: %v\n%s", err, out)
 		}
@@ -355,7 +354,7 @@ spec:
 		t.Logf("FIGURE VM powered off, booted, and a new pod running on it: %.0f s", time.Since(start).Seconds())
 	})
 
-	// The watch on cgroup v2, after the restart and the reboot: the CIS benchmark (each failed
+	// The watch on cgroup v2, after the reboot: the CIS benchmark (each failed
 	// check critical), drift from what join wrote, unsigned images, writes into containers.
 	t.Run("u7s check all on the VM: no CIS check fails, nothing critical", func(t *testing.T) {
 		out, err := onHost(t, vm, "u7s check all --no-journal")
