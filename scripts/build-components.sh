@@ -59,6 +59,14 @@ if [[ ${1:-} == --go-only-caches ]]; then
 	done
 	exit 0
 fi
+# --host-built: prints the components that are not GO_ONLY, which a host builds with its own
+# packages (the fresh host keeps a cache of its own of them).
+if [[ ${1:-} == --host-built ]]; then
+	for c in "${COMPONENTS[@]}"; do
+		[[ " ${GO_ONLY[*]} " == *" $c "* ]] || echo "$c"
+	done
+	exit 0
+fi
 
 # Everything the recipes need, checked before the first (long) build starts, so that a missing
 # library is named in the first second and not after the Kubernetes binaries took a quarter hour.
