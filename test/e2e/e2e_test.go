@@ -66,13 +66,15 @@ func must(t *testing.T, name string, args ...string) string {
 
 func kubectl(t *testing.T, args ...string) string { t.Helper(); return must(t, "kubectl", args...) }
 
-// eventually retries f until it returns nil or timeout passes.
+// eventually retries f until it returns nil or timeout passes: after a second at first, then
+// less often, up to every 5 s. Each try is mostly a command on a host (a shell and kubectl),
+// and the lanes wait for minutes at a time on a machine short of CPU.
 func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
 	var err error
-	for time.Now().Before(deadline) {
+	for pause := time.Second; ; pause = min(pause*3/2, 5*time.Second) {
 		if err = f(); err == nil {
 			// Where a slow run spent its time, in the log of a run that passed too.
 			if d := time.Since(start); d > 20*time.Second {
@@ -80,7 +82,11 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() error
 			}
 			return
 		}
-		time.Sleep(2 * time.Second)
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		time.Sleep(min(pause, left)) // and a last try at the deadline
 	}
 	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }
