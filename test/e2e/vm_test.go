@@ -104,8 +104,9 @@ func TestVM(t *testing.T) {
 	start := time.Now()
 	vmUp := make(chan error, 1)
 	go func() {
-		// The VM's two emulated cores take whole cores of this machine: three times a host's CPU
-		// weight, or beside the other suites' hosts it gets too little to join in an hour.
+		// The VM's emulation (both vCPUs in one host thread) needs a whole core of this machine:
+		// three times a host's CPU weight, or beside the other suites' hosts it gets too little
+		// to join in an hour.
 		out, err := hostsCmd(t, "", "up", "--vm", "--cpu-weight", "300", vm)
 		if err == nil {
 			t.Logf("FIGURE VM made (its base image cached) and booted: %.0f s", time.Since(start).Seconds())
