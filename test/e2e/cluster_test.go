@@ -266,7 +266,9 @@ echo "leader changes: $(grep -c 'elected leader' /tmp/etcd.log) slow requests: $
 		}
 		for _, h := range []string{"h2", "h3"} {
 			start := time.Now()
-			out, err := onHost(t, h, cp)
+			// --timeout: under the three lanes' load a host gets a tenth of a core at times, and
+			// the third etcd member once took more than the default ten minutes to start.
+			out, err := onHost(t, h, cp+" --timeout 20m")
 			if err != nil {
 				logs, _ := onHost(t, h, "journalctl -u u7s --no-pager | tail -30; tail -30 /var/log/u7s/kubelet.log")
 				t.Fatalf("control-plane join on %s: %v: %s\n%s\n%s\n%s", h, err, why(out), tail(out, 40), logs, etcdLogs(t, "h1", "h2", "h3"))
