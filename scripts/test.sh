@@ -128,8 +128,8 @@ suite "test hosts: this machine's kernel limits" sh -c '_output/bin/u7s reset &&
 # porter's TLS, agnhost-2), each of the other test images and the specs that failed on u7s
 # before (test/conformance/focus.txt). `make conformance` runs every Conformance spec.
 # A second attempt for a spec that fails beside the other lanes (the Sample API Server spec's
-# aggregated API answered 503 while its pod, on the loaded node, timed out readiness probes); ginkgo's
-# summary counts the specs that needed it.
+# aggregated API answered 503 while its pod, on the loaded node, timed out readiness probes);
+# ginkgo's summary counts the specs that needed it.
 conformance_focused() {
 	CONFORMANCE_FLAKE_ATTEMPTS=2 CONFORMANCE_FOCUS=$(grep -v '^#' test/conformance/focus.txt | paste -sd'|') timeout "$(left)" scripts/conformance.sh
 }
