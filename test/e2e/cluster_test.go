@@ -706,6 +706,17 @@ spec:
 			t.Fatal("the NetworkPolicy subtest did not get through: nothing to check again")
 		}
 		p := netpol{t: t, from: "h1", ip: ip}
+		// Where the pods are and what the policy controllers did since the restart, should the
+		// policies not hold (a CI run once found the admitted client kept out for 90 s).
+		defer func() {
+			if !t.Failed() {
+				return
+			}
+			out, _ := kc(t, "h1", "get", "pods", "-A", "-o", "wide", "-l", "app in (db,client,same-host,other-host)")
+			t.Logf("the NetworkPolicy workload:\n%s", out)
+			out, _ = kc(t, "h1", "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=u7s-netpol", "--prefix", "--tail", "25")
+			t.Logf("the policy controllers' last lines:\n%s", out)
+		}()
 		// The database came back on h4 with a new address, most likely.
 		p.enforced(p.rollout())
 	})
