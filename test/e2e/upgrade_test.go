@@ -210,8 +210,16 @@ func upgradeStep(t *testing.T, ip map[string]string, deb, from, to string, last 
 				t.Fatalf("installing the package of %s on %s: %v\n%s", to, h, err, out)
 			}
 		}
-		// Even restarted, the worker runs the kubelet it was made with.
+		// Even restarted, the worker runs the kubelet it was made with. Its node is still Ready
+		// from before the restart for a while: wait for the new kubelet process itself.
 		mustOnHost(t, "h7", "systemctl restart u7s")
+		eventually(t, "a kubelet runs again on h7", 3*time.Minute, func() error {
+			out, err := onHost(t, "h7", "pgrep -xo kubelet")
+			if err != nil {
+				return fmt.Errorf("no kubelet process: %v %s", err, out)
+			}
+			return nil
+		})
 		nodesReady(t, "h6", 3*time.Minute, upgradeHosts...)
 		for _, h := range upgradeHosts {
 			if v := running(t, h); v != from {
