@@ -56,8 +56,10 @@ spec:
 	// through it.
 	policy := crio.DefaultDirs().PolicyFile()
 	mustOnHost(t, worker, fmt.Sprintf(`cp -p %[1]s /root/policy.json.bak && echo '{"default":[{"type":"insecureAcceptAnything"}]}' > %[1]s`, policy))
-	unsigned := "registry.local/e2e-watch/busybox:" + version.Pinned.BusyboxTag
-	must(t, "skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures", "docker://"+busybox, "docker://"+unsigned)
+	// An image no earlier subtest ran on worker: a copy of one the node already holds (busybox)
+	// is the same image in its storage, signed under its first name, and rightly not a finding.
+	unsigned := "registry.local/e2e-watch/nonroot:" + version.Pinned.NonrootTag
+	must(t, "skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--remove-signatures", "docker://"+testImage(t, "nonroot"), "docker://"+unsigned)
 	applyOn(t, cp, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: unsigned, namespace: default}
