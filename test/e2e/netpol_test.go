@@ -235,9 +235,13 @@ func (p netpol) expect(ns, name, dbIP string, want bool) {
 // (of its one pod that runs and is not being deleted).
 func (p netpol) rollout() (dbIP string) {
 	p.t.Helper()
-	mustKc(p.t, p.from, "-n", "np-db", "rollout", "status", "deployment/db", "--timeout=180s")
-	for _, c := range netpolClients {
-		mustKc(p.t, p.from, "-n", c.ns, "rollout", "status", "deployment/"+c.name, "--timeout=180s")
+	for _, d := range append([]struct{ ns, name, node string }{{"np-db", "db", "h4"}}, netpolClients...) {
+		if out, err := kc(p.t, p.from, "-n", d.ns, "rollout", "status", "deployment/"+d.name, "--timeout=180s"); err != nil {
+			// Why its pod did not come up (a CI run's same-host pod stayed unavailable for 3 min).
+			pods, _ := kc(p.t, p.from, "-n", d.ns, "get", "pods", "-o", "wide")
+			events, _ := kc(p.t, p.from, "-n", d.ns, "get", "events", "--sort-by=.lastTimestamp")
+			p.t.Fatalf("deployment %s/%s not rolled out: %v\n%s\n%s\n%s", d.ns, d.name, err, out, pods, tail(events, 20))
+		}
 	}
 	eventually(p.t, "one database pod runs", 2*time.Minute, func() error {
 		out, err := kc(p.t, p.from, "-n", "np-db", "get", "pods", "-l", "app=db", "-o",
