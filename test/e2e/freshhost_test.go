@@ -29,7 +29,7 @@ func repoRoot(t *testing.T) string {
 	return filepath.Clean(filepath.Join(wd, "../.."))
 }
 
-// hostsTool is the hosts' tool that scripts/hosts.sh runs, built once by this test process.
+// hostsTool is the hosts' tool that scripts/hosts.sh runs, built by it once per test process.
 var hostsTool struct {
 	once sync.Once
 	bin  string
@@ -45,12 +45,11 @@ func hostsCmd(t *testing.T, stdin string, args ...string) (string, error) {
 	root := repoRoot(t)
 	cmd := exec.Command(filepath.Join(root, "scripts/hosts.sh"), args...)
 	if len(args) > 0 && args[0] != "up" {
+		// The script builds the tool (one place for how): once here, by a harmless verb.
 		hostsTool.once.Do(func() {
 			hostsTool.bin = filepath.Join(root, "_output/bin/u7s-hosts")
-			b := exec.Command("go", "build", "-o", hostsTool.bin, "./test/hosts/cmd/u7s-hosts")
-			b.Dir = root
-			if out, err := b.CombinedOutput(); err != nil {
-				hostsTool.err = fmt.Errorf("building the hosts' tool: %v\n%s", err, out)
+			if out, err := exec.Command(filepath.Join(root, "scripts/hosts.sh"), "list").CombinedOutput(); err != nil {
+				hostsTool.err = fmt.Errorf("building the hosts' tool (scripts/hosts.sh list): %v\n%s", err, out)
 			}
 		})
 		if hostsTool.err != nil {
